@@ -1,0 +1,251 @@
+// Package testenv is the shared machinery of heph's integration tests: it
+// builds the test image from internal/testapp once per test process, gives
+// each test an Orchestrator torn down with the test, starts registries on
+// 127.0.0.1, and checks at the end of a run that nothing heph-labelled made by
+// the run is left on the daemon.
+//
+// Every helper fails the test loudly when Docker is not there: integration
+// tests never skip.
+package testenv
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heph-go/heph"
+	"github.com/moby/moby/client"
+)
+
+// Orchestrator returns a fresh Orchestrator whose resources are torn down,
+// and which is closed, when the test ends. It fails the test at once when no
+// Docker daemon answers.
+func Orchestrator(t testing.TB) *heph.Orchestrator {
+	t.Helper()
+	o, err := heph.NewOrchestrator()
+	if err != nil {
+		t.Fatalf("integration tests need a Docker daemon: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := o.Teardown(ctx); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+		_ = o.Close()
+	})
+	return o
+}
+
+// Docker returns a raw SDK client for what the tests do behind heph's back
+// (tag, push, remove images; look for leftovers).
+func Docker(t testing.TB) *client.Client {
+	t.Helper()
+	c, err := rawClient()
+	if err != nil {
+		t.Fatalf("integration tests need a Docker daemon: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func rawClient() (*client.Client, error) {
+	c, err := client.New(client.FromEnv)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("ping %s: %w", c.DaemonHost(), err)
+	}
+	return c, nil
+}
+
+var (
+	images   = map[string]string{}
+	imagesMu sync.Mutex
+)
+
+// Image returns the tag of the test image (a FROM scratch image holding the
+// static internal/testapp binary as /testapp, its entrypoint), building it
+// the first time a process asks. The tag carries a hash of the sources, so an
+// image already on the daemon from an earlier run is reused as it is.
+func Image(t testing.TB) string {
+	t.Helper()
+	return build(t, "Dockerfile", "testapp")
+}
+
+// HealthImage is Image with a HEALTHCHECK (/testapp health, every 200 ms):
+// the container is healthy once /tmp/healthy exists.
+func HealthImage(t testing.TB) string {
+	t.Helper()
+	return build(t, "health.Dockerfile", "testapp-health")
+}
+
+func build(t testing.TB, dockerfile, name string) string {
+	t.Helper()
+	imagesMu.Lock()
+	defer imagesMu.Unlock()
+	if tag, ok := images[dockerfile]; ok {
+		return tag
+	}
+	tag, err := buildImage(dockerfile, name)
+	if err != nil {
+		t.Fatalf("build the test image: %v", err)
+	}
+	images[dockerfile] = tag
+	return tag
+}
+
+// SourceDir is the directory of internal/testapp.
+func SourceDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "testapp")
+}
+
+func buildImage(dockerfile, name string) (string, error) {
+	src := SourceDir()
+	hash, err := hashSources(src, dockerfile)
+	if err != nil {
+		return "", err
+	}
+	tag := "heph-build/" + name + ":" + hash[:12]
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	raw, err := rawClient()
+	if err != nil {
+		return "", err
+	}
+	defer raw.Close()
+	if _, err := raw.ImageInspect(ctx, tag); err == nil {
+		return tag, nil
+	}
+
+	dir, err := os.MkdirTemp("", "heph-testapp-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, "testapp"), ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build internal/testapp: %v\n%s", err, out)
+	}
+	df, err := os.ReadFile(filepath.Join(src, dockerfile))
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), df, 0o644); err != nil {
+		return "", err
+	}
+	o, err := heph.NewOrchestrator()
+	if err != nil {
+		return "", err
+	}
+	defer o.Close()
+	if err := o.BuildImage(ctx, dir, tag); err != nil {
+		return "", err
+	}
+	return tag, nil
+}
+
+// hashSources hashes the Go sources of the test app, the Dockerfile and the
+// Go version: the image is rebuilt exactly when one of them changes.
+func hashSources(dir, dockerfile string) (string, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return "", err
+	}
+	names = append(names, filepath.Join(dir, dockerfile))
+	sort.Strings(names)
+	h := sha256.New()
+	fmt.Fprintln(h, runtime.Version())
+	for _, n := range names {
+		if strings.HasSuffix(n, "_test.go") {
+			continue
+		}
+		f, err := os.Open(n)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintln(h, filepath.Base(n))
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Main runs the tests of a package and then checks that the daemon holds no
+// container, network or volume labelled heph.managed that this process made
+// (heph.pid and heph.host are this process's). Use it as
+//
+//	func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+func Main(m *testing.M) int {
+	code := m.Run()
+	if err := Leftovers(context.Background(), os.Getpid()); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		return 1
+	}
+	if code == 0 {
+		fmt.Fprintln(os.Stderr, "testenv: no heph.managed container, network or volume left by this run")
+	}
+	return code
+}
+
+// Leftovers reports every heph.managed container, network and volume made by
+// the process pid on this host; nil when there is none.
+func Leftovers(ctx context.Context, pid int) error {
+	c, err := rawClient()
+	if err != nil {
+		return fmt.Errorf("look for leftovers: %w", err)
+	}
+	defer c.Close()
+	host, _ := os.Hostname()
+	f := make(client.Filters).Add("label", heph.LabelManaged+"=true", heph.LabelPID+"="+strconv.Itoa(pid), heph.LabelHost+"="+host)
+	var left []string
+	cs, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return err
+	}
+	for _, x := range cs.Items {
+		left = append(left, "container "+strings.Join(x.Names, ",")+" ("+string(x.State)+", test "+strconv.Quote(x.Labels[heph.LabelTest])+")")
+	}
+	ns, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		return err
+	}
+	for _, x := range ns.Items {
+		left = append(left, "network "+x.Name+" (test "+strconv.Quote(x.Labels[heph.LabelTest])+")")
+	}
+	vs, err := c.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+	if err != nil {
+		return err
+	}
+	for _, x := range vs.Items {
+		left = append(left, "volume "+x.Name)
+	}
+	if len(left) > 0 {
+		return errors.New("the daemon still holds heph resources made by this run:\n  " + strings.Join(left, "\n  "))
+	}
+	return nil
+}

@@ -1,0 +1,355 @@
+//go:build integration
+
+package heph_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/heph-go/heph"
+	"github.com/heph-go/heph/internal/testenv"
+	"github.com/moby/moby/client"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// get polls url with backoff until it answers 200 (or ctx ends) and returns
+// the body.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var body string
+	err := backoff.Retry(func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s: %s", url, resp.Status, b)
+		}
+		body = string(b)
+		return nil
+	}, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(5*time.Millisecond), backoff.WithMaxInterval(250*time.Millisecond)), ctx))
+	require.NoError(t, err)
+	return body
+}
+
+func endpoint(t *testing.T, o *heph.Orchestrator, id, port string) string {
+	t.Helper()
+	info, err := o.InspectContainer(context.Background(), id)
+	require.NoError(t, err)
+	b := info.Ports[port]
+	require.NotEmpty(t, b, "port %s is published: %+v", port, info.Ports)
+	return fmt.Sprintf("%s:%d", b[0].HostIP, b[0].HostPort)
+}
+
+func run(t *testing.T, o *heph.Orchestrator, cfg heph.ContainerConfig) string {
+	t.Helper()
+	ctx := context.Background()
+	id, err := o.CreateContainer(ctx, cfg)
+	require.NoError(t, err)
+	require.NoError(t, o.StartContainer(ctx, id))
+	return id
+}
+
+func TestLifecycleAgainstTheDaemon(t *testing.T) {
+	t.Parallel()
+	o := testenv.Orchestrator(t)
+	ctx := context.Background()
+
+	id, err := o.CreateContainer(ctx, heph.ContainerConfig{
+		Image:        testenv.Image(t),
+		Service:      "web",
+		Cmd:          []string{"-http", ":8080"},
+		Env:          map[string]string{"GREETING": "hello there"},
+		ExposedPorts: []string{"8080"},
+		Labels:       map[string]string{"suite": "lifecycle"},
+	})
+	require.NoError(t, err)
+	info, err := o.InspectContainer(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, heph.StatusCreated, info.Status)
+	require.Regexp(t, `^heph-web-[0-9a-f]{8}$`, info.Name)
+	require.Equal(t, "web", info.Service)
+	require.Equal(t, "true", info.Labels[heph.LabelManaged])
+	require.Equal(t, o.Session(), info.Labels[heph.LabelSession])
+	require.Equal(t, "lifecycle", info.Labels["suite"])
+
+	require.NoError(t, o.StartContainer(ctx, id))
+	info, err = o.InspectContainer(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, heph.StatusRunning, info.Status)
+	require.False(t, info.Started.IsZero())
+	b := info.Ports["8080/tcp"]
+	require.Len(t, b, 1)
+	require.Equal(t, "127.0.0.1", b[0].HostIP, "published on loopback only")
+	require.NotZero(t, b[0].HostPort)
+
+	addr := endpoint(t, o, id, "8080/tcp")
+	require.Equal(t, "web", strings.TrimSpace(get(t, "http://"+addr+"/hostname")))
+	require.Contains(t, get(t, "http://"+addr+"/env"), "GREETING=hello there")
+
+	require.NoError(t, o.StopContainer(ctx, id))
+	info, err = o.InspectContainer(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, heph.StatusExited, info.Status)
+	require.Equal(t, 0, info.ExitCode, "the app exits 0 on SIGTERM")
+
+	require.NoError(t, o.RemoveContainer(ctx, id))
+	_, err = o.InspectContainer(ctx, id)
+	require.ErrorIs(t, err, heph.ErrContainerNotFound)
+	require.ErrorIs(t, o.StartContainer(ctx, id), heph.ErrContainerNotFound)
+	require.Empty(t, o.ManagedContainers())
+}
+
+func TestRemoveContainerForcesARunningOne(t *testing.T) {
+	t.Parallel()
+	o := testenv.Orchestrator(t)
+	ctx := context.Background()
+	id := run(t, o, heph.ContainerConfig{Image: testenv.Image(t), Cmd: []string{"-ignore-sigterm"},
+		Mounts: []heph.Mount{{Type: heph.MountVolume, Target: "/anon"}}})
+	start := time.Now()
+	require.NoError(t, o.RemoveContainer(ctx, id))
+	t.Logf("force-removed a running container that ignores SIGTERM in %s", time.Since(start))
+	require.Less(t, time.Since(start), 5*time.Second, "force removal does not wait for a graceful stop")
+	_, err := o.InspectContainer(ctx, id)
+	require.ErrorIs(t, err, heph.ErrContainerNotFound)
+}
+
+func TestContainersReachEachOtherByServiceName(t *testing.T) {
+	t.Parallel()
+	o := testenv.Orchestrator(t)
+	ctx := context.Background()
+	net, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
+	require.NoError(t, err)
+	image := testenv.Image(t)
+	run(t, o, heph.ContainerConfig{Image: image, Service: "backend", Cmd: []string{"-http", ":8080"}, Networks: []string{net.Name}})
+	front := run(t, o, heph.ContainerConfig{Image: image, Service: "frontend", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}, Networks: []string{net.Name}})
+
+	info, err := o.InspectContainer(ctx, front)
+	require.NoError(t, err)
+	require.Contains(t, info.Networks, net.Name)
+	require.Contains(t, info.Networks[net.Name].Aliases, "frontend")
+	require.NotEmpty(t, info.Networks[net.Name].IP)
+
+	body := get(t, "http://"+endpoint(t, o, front, "8080/tcp")+"/fetch?url=http://backend:8080/hostname")
+	require.Contains(t, body, "backend", "frontend reached backend by its service name")
+}
+
+func TestConnectContainerAddsAlias(t *testing.T) {
+	t.Parallel()
+	o := testenv.Orchestrator(t)
+	ctx := context.Background()
+	n1, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
+	require.NoError(t, err)
+	n2, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
+	require.NoError(t, err)
+	image := testenv.Image(t)
+	// A container created on both networks: the second is joined after create.
+	run(t, o, heph.ContainerConfig{Image: image, Service: "shared", Cmd: []string{"-http", ":8080"}, Networks: []string{n1.Name, n2.Name}})
+	probe := run(t, o, heph.ContainerConfig{Image: image, Service: "probe", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}, Networks: []string{n2.Name}})
+	require.NoError(t, o.ConnectContainer(ctx, n1.ID, probe, "probe-alias"))
+
+	addr := endpoint(t, o, probe, "8080/tcp")
+	require.Contains(t, get(t, "http://"+addr+"/fetch?url=http://shared:8080/hostname"), "shared")
+	info, err := o.InspectContainer(ctx, probe)
+	require.NoError(t, err)
+	require.Contains(t, info.Networks[n1.Name].Aliases, "probe-alias")
+}
+
+func TestGracefulStopTimeoutForAContainerIgnoringSIGTERM(t *testing.T) {
+	t.Parallel()
+	o := testenv.Orchestrator(t)
+	ctx := context.Background()
+	id := run(t, o, heph.ContainerConfig{Image: testenv.Image(t), Cmd: []string{"-ignore-sigterm", "-http", ":8080"}, ExposedPorts: []string{"8080"}})
+	get(t, "http://"+endpoint(t, o, id, "8080/tcp")+"/") // it runs and has installed its signal handler
+
+	start := time.Now()
+	require.NoError(t, o.StopContainer(ctx, id, heph.StopTimeout(2*time.Second)))
+	took := time.Since(start)
+	t.Logf("stop with a 2s timeout took %s", took)
+	require.GreaterOrEqual(t, took, 2*time.Second, "SIGTERM was ignored, so the daemon waited the timeout")
+	require.Less(t, took, 6*time.Second, "then SIGKILL")
+	info, err := o.InspectContainer(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, heph.StatusExited, info.Status)
+	require.Equal(t, 137, info.ExitCode, "killed by SIGKILL")
+}
+
+func TestExitCodeAndMounts(t *testing.T) {
+	t.Parallel()
+	o := testenv.Orchestrator(t)
+	ctx := context.Background()
+	hostDir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(hostDir, "in.txt"), []byte("from the host"), 0o644))
+	volume := "heph-test-vol-" + o.Session()[:8]
+	id := run(t, o, heph.ContainerConfig{
+		Image: testenv.Image(t),
+		Cmd:   []string{"-cat", "/in/in.txt", "-write", "/vol/x=1", "-write", "/scratch/y=2", "-exit", "3", "-exit-after", "100ms"},
+		Mounts: []heph.Mount{
+			{Type: heph.MountBind, Source: hostDir, Target: "/in", ReadOnly: true},
+			{Type: heph.MountVolume, Source: volume, Target: "/vol"},
+			{Type: heph.MountTmpfs, Target: "/scratch"},
+		},
+	})
+	ctx2, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var info heph.ContainerInfo
+	require.NoError(t, backoff.Retry(func() error {
+		var err error
+		info, err = o.InspectContainer(ctx2, id)
+		if err != nil {
+			return backoff.Permanent(err)
+		}
+		if info.Status != heph.StatusExited {
+			return errors.New(info.Status.String())
+		}
+		return nil
+	}, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(10*time.Millisecond), backoff.WithMaxInterval(250*time.Millisecond)), ctx2)))
+	require.Equal(t, 3, info.ExitCode, "the app's exit code: the mounts worked, else it would have failed earlier")
+	require.False(t, info.OOMKilled)
+	require.False(t, info.Finished.IsZero())
+
+	raw := testenv.Docker(t)
+	vols, err := raw.VolumeList(ctx, volumeFilter(volume))
+	require.NoError(t, err)
+	require.Len(t, vols.Items, 1, "the named volume exists")
+	require.Equal(t, o.Session(), vols.Items[0].Labels[heph.LabelSession], "and is labelled with the session")
+	require.NoError(t, o.Teardown(ctx))
+	vols, err = raw.VolumeList(ctx, volumeFilter(volume))
+	require.NoError(t, err)
+	require.Empty(t, vols.Items, "Teardown removed the session's volume")
+}
+
+func TestTeardownLeavesNothing(t *testing.T) {
+	t.Parallel()
+	o := testenv.Orchestrator(t)
+	ctx := context.Background()
+	net, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
+	require.NoError(t, err)
+	for i := range 3 {
+		cmd := []string{"-http", ":8080"}
+		if i == 2 {
+			cmd = append(cmd, "-ignore-sigterm")
+		}
+		run(t, o, heph.ContainerConfig{Image: testenv.Image(t), Cmd: cmd, Networks: []string{net.Name}})
+	}
+	_, err = o.CreateContainer(ctx, heph.ContainerConfig{Image: testenv.Image(t), Networks: []string{net.Name}}) // created, never started
+	require.NoError(t, err)
+	require.Len(t, o.ManagedContainers(), 4)
+
+	start := time.Now()
+	require.NoError(t, o.Teardown(ctx))
+	t.Logf("teardown of 4 containers and a network took %s", time.Since(start))
+	require.Empty(t, o.ManagedContainers())
+	all, err := o.ListContainers(ctx)
+	require.NoError(t, err)
+	for _, c := range all {
+		require.NotEqual(t, o.Session(), c.Labels[heph.LabelSession], "container %s of this session is left", c.Name)
+	}
+	require.NoError(t, o.Teardown(ctx), "Teardown is idempotent")
+}
+
+func TestListContainersSeesOtherOrchestrators(t *testing.T) {
+	t.Parallel()
+	o1, o2 := testenv.Orchestrator(t), testenv.Orchestrator(t)
+	ctx := context.Background()
+	id, err := o2.CreateContainer(ctx, heph.ContainerConfig{Image: testenv.Image(t), Service: "other"})
+	require.NoError(t, err)
+	all, err := o1.ListContainers(ctx)
+	require.NoError(t, err)
+	var found *heph.ContainerInfo
+	for i := range all {
+		require.True(t, strings.HasPrefix(all[i].Name, "heph-"), all[i].Name)
+		if all[i].ID == id {
+			found = &all[i]
+		}
+	}
+	require.NotNil(t, found, "o1 lists o2's container")
+	require.Equal(t, heph.StatusCreated, found.Status)
+	require.Equal(t, "other", found.Service)
+	require.Equal(t, o2.Session(), found.Labels[heph.LabelSession])
+}
+
+func TestPullFromALocalRegistry(t *testing.T) {
+	t.Parallel()
+	o := testenv.Orchestrator(t)
+	raw := testenv.Docker(t)
+	ref := testenv.Registry(t) + "/heph/testapp:pull-" + o.Session()[:8]
+	testenv.Push(t, raw, testenv.Image(t), ref)
+	testenv.RemoveImage(t, raw, ref)
+	t.Cleanup(func() { testenv.RemoveImage(t, raw, ref) })
+
+	start := time.Now()
+	id := run(t, o, heph.ContainerConfig{Image: ref, Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}})
+	t.Logf("create with pull from 127.0.0.1 took %s", time.Since(start))
+	_, err := raw.ImageInspect(context.Background(), ref)
+	require.NoError(t, err, "CreateContainer pulled the image")
+	require.Equal(t, "ok", strings.TrimSpace(get(t, "http://"+endpoint(t, o, id, "8080/tcp")+"/")))
+}
+
+func TestMissingImage(t *testing.T) {
+	t.Parallel()
+	o := testenv.Orchestrator(t)
+	ref := testenv.Registry(t) + "/heph/does-not-exist:1"
+	_, err := o.CreateContainer(context.Background(), heph.ContainerConfig{Image: ref})
+	require.ErrorIs(t, err, heph.ErrImageNotFound)
+	require.Contains(t, err.Error(), `heph: pull image "`+ref+`"`)
+	require.Empty(t, o.ManagedContainers())
+}
+
+func TestStallingRegistryHitsThePullTimeout(t *testing.T) {
+	t.Parallel()
+	o := testenv.Orchestrator(t)
+	ref := testenv.StallingRegistry(t) + "/heph/stalls:1"
+	start := time.Now()
+	_, err := o.CreateContainer(context.Background(), heph.ContainerConfig{Image: ref, PullTimeout: 2 * time.Second})
+	took := time.Since(start)
+	t.Logf("pull against a stalling registry failed after %s: %v", took, err)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Contains(t, err.Error(), "timed out after")
+	require.GreaterOrEqual(t, took, 2*time.Second)
+	require.Less(t, took, 10*time.Second)
+}
+
+func TestBuildImageReportsFailingStep(t *testing.T) {
+	t.Parallel()
+	o := testenv.Orchestrator(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY ignored.txt /\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ignored.txt"), []byte("x"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".dockerignore"), []byte("ignored.txt\n"), 0o644))
+	err := o.BuildImage(context.Background(), dir, "heph-build/broken:"+o.Session()[:8])
+	require.Error(t, err, "the file is left out of the context by .dockerignore, so COPY fails")
+	require.Contains(t, err.Error(), "ignored.txt")
+	require.Contains(t, err.Error(), `build image "heph-build/broken:`)
+}
+
+func TestNoDaemon(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	start := time.Now()
+	_, err := heph.NewOrchestrator()
+	require.ErrorIs(t, err, heph.ErrDockerUnavailable)
+	require.Contains(t, err.Error(), "/nonexistent/docker.sock")
+	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+func volumeFilter(name string) client.VolumeListOptions {
+	return client.VolumeListOptions{Filters: make(client.Filters).Add("name", name)}
+}
