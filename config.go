@@ -72,9 +72,14 @@ const (
 
 // Mount is one mount of a container.
 type Mount struct {
-	Type     MountType
-	Source   string
-	Target   string
+	// Type is bind, volume or tmpfs.
+	Type MountType
+	// Source is the absolute host path (bind), the volume name (volume,
+	// empty for an anonymous volume) or empty (tmpfs).
+	Source string
+	// Target is the absolute path in the container.
+	Target string
+	// ReadOnly mounts it read-only.
 	ReadOnly bool
 }
 

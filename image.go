@@ -142,6 +142,7 @@ type StreamError struct {
 	Message string
 }
 
+// Error returns the daemon's message.
 func (e *StreamError) Error() string { return e.Message }
 
 // readJSONStream reads a progress stream to its end, calling onMsg for each

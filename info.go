@@ -89,18 +89,27 @@ type Health struct {
 
 // HealthResult is the outcome of one health check.
 type HealthResult struct {
+	// Start and End bound the check's run.
 	Start, End time.Time
-	ExitCode   int
-	Output     string
+	// ExitCode is 0 for healthy, 1 for unhealthy, anything else an error
+	// running the check.
+	ExitCode int
+	// Output is what the check printed.
+	Output string
 }
 
 // ContainerInfo describes a container.
 type ContainerInfo struct {
-	ID      string
-	Name    string // without the leading "/"
-	Service string // from the heph.service label
-	Image   string
-	Status  ContainerStatus
+	// ID is the full container ID.
+	ID string
+	// Name is the container name, without Docker's leading "/".
+	Name string
+	// Service is the service name, from the heph.service label.
+	Service string
+	// Image is the image reference the container was created from.
+	Image string
+	// Status is the container's state.
+	Status ContainerStatus
 	// ExitCode is the exit code of the last run, once it has exited.
 	ExitCode int
 	// OOMKilled reports that the kernel killed the container for memory.
@@ -113,7 +122,8 @@ type ContainerInfo struct {
 	Ports map[string][]PortBinding
 	// Networks maps network names to the container's endpoint on them.
 	Networks map[string]NetworkEndpoint
-	Labels   map[string]string
+	// Labels are the container's labels, heph's included.
+	Labels map[string]string
 	// Created, Started and Finished are zero when unknown (ListContainers
 	// reports only Created).
 	Created, Started, Finished time.Time

@@ -21,8 +21,10 @@ type NetworkConfig struct {
 
 // NetworkInfo identifies a network heph created.
 type NetworkInfo struct {
-	ID   string
-	Name string // heph-net-<8 hex>
+	// ID is the network's ID.
+	ID string
+	// Name is heph-net-<8 hex>; containers join the network by it.
+	Name string
 }
 
 func (c NetworkConfig) validate() error {

@@ -1,0 +1,79 @@
+package heph_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+
+	"github.com/heph-go/heph"
+)
+
+// The Orchestrator is the layer below the test builder: explicit calls, no
+// testing.T, everything removed by Teardown.
+func ExampleOrchestrator() {
+	ctx := context.Background()
+	o, err := heph.NewOrchestrator()
+	if errors.Is(err, heph.ErrDockerUnavailable) {
+		log.Fatal(err) // names every place it looked and what to do
+	}
+	defer o.Close()
+	defer o.Teardown(ctx)
+
+	net, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	id, err := o.CreateContainer(ctx, heph.ContainerConfig{
+		Image:        "redis:7",
+		Service:      "cache",
+		ExposedPorts: []string{"6379/tcp"},
+		Networks:     []string{net.Name},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := o.StartContainer(ctx, id); err != nil {
+		log.Fatal(err)
+	}
+	info, err := o.InspectContainer(ctx, id)
+	if err != nil {
+		log.Fatal(err)
+	}
+	p := info.Ports["6379/tcp"][0]
+	fmt.Printf("redis at %s:%d\n", p.HostIP, p.HostPort)
+}
+
+// Invalid configurations are refused before any Docker call, naming the field
+// and the value.
+func ExampleOrchestrator_CreateContainer_invalid() {
+	o, err := heph.NewOrchestrator()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer o.Close()
+	_, err = o.CreateContainer(context.Background(), heph.ContainerConfig{
+		Image:        "redis:7",
+		ExposedPorts: []string{"6379/xyz"},
+	})
+	fmt.Println(errors.Is(err, heph.ErrInvalidConfig))
+	fmt.Println(err)
+}
+
+func ExampleServiceFromImage() {
+	fmt.Println(heph.ServiceFromImage("docker.io/library/postgres:16"))
+	fmt.Println(heph.ServiceFromImage("127.0.0.1:5000/team/billing_api:dev"))
+	// Output:
+	// postgres
+	// billing-api
+}
+
+func ExampleNormalizePort() {
+	p, _ := heph.NormalizePort("8080")
+	fmt.Println(p)
+	_, err := heph.NormalizePort("8080/xyz")
+	fmt.Println(err)
+	// Output:
+	// 8080/tcp
+	// heph: invalid configuration: port "8080/xyz": protocol "xyz" is not tcp, udp or sctp
+}
