@@ -38,6 +38,9 @@ func (o *Orchestrator) CreateContainer(ctx context.Context, cfg ContainerConfig)
 	if err := o.ensureImage(ctx, cfg.Image, cfg.PullTimeout); err != nil {
 		return "", err
 	}
+	if err := o.watch(); err != nil {
+		return "", err
+	}
 
 	name := newName(cfg.Service)
 	opts := o.createOptions(name, cfg)

@@ -28,6 +28,48 @@ func (m *mockAPI) Ping(ctx context.Context, o client.PingOptions) (client.PingRe
 	return ret[client.PingResult](a, 0), a.Error(1)
 }
 func (m *mockAPI) Close() error { return m.Called().Error(0) }
+func (m *mockAPI) Info(ctx context.Context, o client.InfoOptions) (client.SystemInfoResult, error) {
+	a := m.Called(ctx, o)
+	return ret[client.SystemInfoResult](a, 0), a.Error(1)
+}
+func (m *mockAPI) ServerVersion(ctx context.Context, o client.ServerVersionOptions) (client.ServerVersionResult, error) {
+	a := m.Called(ctx, o)
+	return ret[client.ServerVersionResult](a, 0), a.Error(1)
+}
+func (m *mockAPI) Events(ctx context.Context, o client.EventsListOptions) client.EventsResult {
+	return ret[client.EventsResult](m.Called(ctx, o), 0)
+}
+func (m *mockAPI) ContainerLogs(ctx context.Context, id string, o client.ContainerLogsOptions) (client.ContainerLogsResult, error) {
+	a := m.Called(ctx, id, o)
+	return ret[client.ContainerLogsResult](a, 0), a.Error(1)
+}
+func (m *mockAPI) ContainerWait(ctx context.Context, id string, o client.ContainerWaitOptions) client.ContainerWaitResult {
+	return ret[client.ContainerWaitResult](m.Called(ctx, id, o), 0)
+}
+func (m *mockAPI) ExecCreate(ctx context.Context, id string, o client.ExecCreateOptions) (client.ExecCreateResult, error) {
+	a := m.Called(ctx, id, o)
+	return ret[client.ExecCreateResult](a, 0), a.Error(1)
+}
+func (m *mockAPI) ExecAttach(ctx context.Context, id string, o client.ExecAttachOptions) (client.ExecAttachResult, error) {
+	a := m.Called(ctx, id, o)
+	return ret[client.ExecAttachResult](a, 0), a.Error(1)
+}
+func (m *mockAPI) ExecInspect(ctx context.Context, id string, o client.ExecInspectOptions) (client.ExecInspectResult, error) {
+	a := m.Called(ctx, id, o)
+	return ret[client.ExecInspectResult](a, 0), a.Error(1)
+}
+func (m *mockAPI) CopyToContainer(ctx context.Context, id string, o client.CopyToContainerOptions) (client.CopyToContainerResult, error) {
+	a := m.Called(ctx, id, o)
+	return ret[client.CopyToContainerResult](a, 0), a.Error(1)
+}
+func (m *mockAPI) CopyFromContainer(ctx context.Context, id string, o client.CopyFromContainerOptions) (client.CopyFromContainerResult, error) {
+	a := m.Called(ctx, id, o)
+	return ret[client.CopyFromContainerResult](a, 0), a.Error(1)
+}
+func (m *mockAPI) NetworkList(ctx context.Context, o client.NetworkListOptions) (client.NetworkListResult, error) {
+	a := m.Called(ctx, o)
+	return ret[client.NetworkListResult](a, 0), a.Error(1)
+}
 func (m *mockAPI) ContainerCreate(ctx context.Context, o client.ContainerCreateOptions) (client.ContainerCreateResult, error) {
 	a := m.Called(ctx, o)
 	return ret[client.ContainerCreateResult](a, 0), a.Error(1)

@@ -48,6 +48,9 @@ func (o *Orchestrator) CreateNetwork(ctx context.Context, cfg NetworkConfig) (Ne
 	if err := cfg.validate(); err != nil {
 		return NetworkInfo{}, err
 	}
+	if err := o.watch(); err != nil {
+		return NetworkInfo{}, err
+	}
 	name := newName("net")
 	res, err := o.api.NetworkCreate(ctx, name, client.NetworkCreateOptions{
 		Driver:   "bridge",
