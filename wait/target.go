@@ -16,7 +16,9 @@ type Strategy interface {
 
 // Target is what a Strategy can observe of one container. heph's container
 // handle provides it; tests of strategies use a fake (package waittest).
-// Every method returns promptly when ctx is done.
+// Every method returns promptly when ctx is done. Its methods may be called
+// concurrently (Any runs strategies in parallel, and Run watches WaitExit
+// while a strategy waits).
 type Target interface {
 	// Host returns the host where the container's published ports are
 	// reached, ready to dial ("127.0.0.1" for a local daemon).

@@ -1,0 +1,268 @@
+package wait
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	// directDialTimeout bounds a connect to the container's own IP. On a
+	// local Linux daemon it is refused or accepted in well under a
+	// millisecond; a connect that takes longer means the address is not
+	// reachable after all, and the published port is used instead. Only
+	// addresses on this host's networks are dialled, so this is a safety
+	// net, generous enough for a loaded machine.
+	directDialTimeout = 500 * time.Millisecond
+	// proxyDialTimeout bounds a connect to the published host port.
+	proxyDialTimeout = time.Second
+	// proxyReadWindow is how long a connection through Docker's port proxy
+	// must stay open, silent, to count as "the app listens": the proxy
+	// closes it at once when nothing listens behind it.
+	proxyReadWindow = 50 * time.Millisecond
+)
+
+// PortStrategy waits until a container port is published and the app in
+// the container accepts connections on it; ForListeningPort builds it. It
+// is an immutable value, safe for concurrent use.
+type PortStrategy struct {
+	port string // normalised: "8080/tcp"
+	raw  string // as given
+	errs problems
+
+	// Knobs for tests of this package (see export_test.go); zero means
+	// the defaults above and a net.Dialer.
+	directTimeout time.Duration
+	readWindow    time.Duration
+	dial          func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// ForListeningPort returns a strategy that is ready once port ("8080",
+// "8080/tcp", "53/udp") is published and, for a TCP port, the app inside
+// the container accepts connections on it. It needs nothing in the image
+// (no shell, no exec): it works on FROM scratch and distroless images.
+//
+// It is not fooled by Docker's userland proxy, which accepts connections
+// on the host port before the app listens. When the host is loopback and
+// the container has addresses (State.IPs) on a network this host has an
+// interface on (a local Linux daemon's bridges), it connects to them on
+// the container port: the connect is refused until the app listens. If
+// they are not reachable after all (the connect times out or finds no
+// route), or there are none (Docker Desktop, a remote daemon), it connects
+// to the published host port instead and reads with a 50 ms deadline: the
+// proxy closes the connection at once while nothing listens behind it,
+// whereas an app keeps it open (or sends a greeting), so readiness is
+// seen 50 ms late on that path. The path that works is remembered for the
+// rest of the wait.
+//
+// For UDP and SCTP ports it only checks that the port is published: there
+// is no connection to observe. A port that is never published (not
+// exposed, or host networking) times out with the error "…: port 8080/tcp
+// is not published". A malformed port is an invalid argument reported by
+// Validate and Wait.
+func ForListeningPort(port string) PortStrategy {
+	s := PortStrategy{raw: port}
+	p, err := parsePort(port)
+	if err != nil {
+		s.errs = s.errs.add(err)
+		return s
+	}
+	s.port = p
+	return s
+}
+
+// String describes s for errors: ForListeningPort(8080/tcp).
+func (s PortStrategy) String() string {
+	if s.port == "" {
+		return fmt.Sprintf("ForListeningPort(%q)", s.raw)
+	}
+	return "ForListeningPort(" + s.port + ")"
+}
+
+// Validate returns an error wrapping ErrInvalid when the port is
+// malformed, or nil.
+func (s PortStrategy) Validate() error { return Validate(s) }
+
+func (s PortStrategy) check() error { return s.errs.err() }
+
+// portPath is the way a port probe reaches the app.
+type portPath int
+
+const (
+	pathUnknown portPath = iota // try the container's IPs first
+	pathDirect                  // the container's IPs are routable
+	pathProxy                   // through the published host port
+)
+
+// Wait polls until the port is ready (nil) or ctx ends (an error wrapping
+// ctx.Err() and the last connect error).
+func (s PortStrategy) Wait(ctx context.Context, t Target) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	num, proto, _ := strings.Cut(s.port, "/")
+	var (
+		hostAddr string   // host:mapped port, once known
+		ips      []string // the container's addresses, for the direct path
+		path     = pathUnknown
+	)
+	return poll(ctx, pollFastMaxInterval, func(ctx context.Context) error {
+		if hostAddr == "" {
+			mapped, err := t.MappedPort(ctx, s.port)
+			if err != nil {
+				return fmt.Errorf("port %s is not published: %w", s.port, err)
+			}
+			host, err := t.Host(ctx)
+			if err != nil {
+				return fmt.Errorf("host: %w", err)
+			}
+			if proto != "tcp" {
+				return nil // nothing more to observe for udp and sctp
+			}
+			if isLoopback(host) {
+				st, err := t.State(ctx)
+				if err != nil {
+					return fmt.Errorf("state: %w", err)
+				}
+				ips = onLocalNetworks(st.IPs)
+			}
+			if len(ips) == 0 {
+				path = pathProxy
+			}
+			hostAddr = net.JoinHostPort(host, strconv.Itoa(mapped))
+		}
+		if path != pathProxy {
+			ready, refused, err := s.probeDirect(ctx, ips, num)
+			switch {
+			case ready:
+				return nil
+			case ending(ctx):
+				return err
+			case len(refused) > 0:
+				// Reachable, nobody listens yet. Addresses that did not
+				// answer are not tried again.
+				path, ips = pathDirect, refused
+				return err
+			}
+			path = pathProxy // unroutable: use the published port from now on
+		}
+		return s.probeProxy(ctx, hostAddr)
+	})
+}
+
+// probeDirect connects to port on each of the container's ips. ready: one
+// accepted. refused: the addresses that refused the connection (reachable,
+// but the app does not listen yet); when there are none, the addresses are
+// not routable from here.
+func (s PortStrategy) probeDirect(ctx context.Context, ips []string, port string) (ready bool, refused []string, err error) {
+	timeout := s.directTimeout
+	if timeout == 0 {
+		timeout = directDialTimeout
+	}
+	for _, ip := range ips {
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		conn, derr := s.dialContext(dctx, net.JoinHostPort(ip, port))
+		cancel()
+		switch {
+		case derr == nil:
+			conn.Close()
+			return true, nil, nil
+		case errors.Is(derr, syscall.ECONNREFUSED):
+			refused = append(refused, ip)
+			err = derr
+		case ending(ctx):
+			return false, nil, derr
+		case err == nil:
+			err = derr
+		}
+	}
+	return false, refused, err
+}
+
+// probeProxy connects to the published port and tells an app from Docker's
+// userland proxy with nothing behind it: the proxy closes the connection
+// at once, an app keeps it open or sends something.
+func (s PortStrategy) probeProxy(ctx context.Context, addr string) error {
+	dctx, cancel := context.WithTimeout(ctx, proxyDialTimeout)
+	conn, err := s.dialContext(dctx, addr)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	window := s.readWindow
+	if window == 0 {
+		window = proxyReadWindow
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(window)); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	var b [1]byte
+	_, err = conn.Read(b[:])
+	var ne net.Error
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err == nil:
+		return nil // the app spoke first
+	case errors.As(err, &ne) && ne.Timeout():
+		return nil // open and silent: an app listens
+	case err == io.EOF || errors.Is(err, syscall.ECONNRESET):
+		return fmt.Errorf("%s accepted the connection and closed it at once: nothing listens behind Docker's port proxy yet", addr)
+	}
+	return fmt.Errorf("read from %s: %w", addr, err)
+}
+
+func (s PortStrategy) dialContext(ctx context.Context, addr string) (net.Conn, error) {
+	if s.dial != nil {
+		return s.dial(ctx, "tcp", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// isLoopback reports whether host names this machine's loopback.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// onLocalNetworks returns the addresses of ips that are on a network this
+// host has an interface on (a local daemon's bridge networks, "docker0",
+// "br-…"): only those can be the container itself. Other addresses would
+// be sent to a router, which may answer for them (a transparent proxy
+// accepts any connection), so they are never dialled.
+func onLocalNetworks(ips []string) []string {
+	if len(ips) == 0 {
+		return nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var local []string
+	for _, s := range ips {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.Contains(ip) {
+				local = append(local, s)
+				break
+			}
+		}
+	}
+	return local
+}
