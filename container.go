@@ -32,18 +32,24 @@ func (o *Orchestrator) CreateContainer(ctx context.Context, cfg ContainerConfig)
 	if err := cfg.validate(); err != nil {
 		return "", err
 	}
-	if cfg.Service == "" {
-		cfg.Service = ServiceFromImage(cfg.Image)
-	}
 	if err := o.ensureImage(ctx, cfg.Image, cfg.PullTimeout); err != nil {
 		return "", err
+	}
+	return o.createContainer(ctx, cfg)
+}
+
+// createContainer creates a container from a validated config whose image
+// is present.
+func (o *Orchestrator) createContainer(ctx context.Context, cfg ContainerConfig) (string, error) {
+	if cfg.Service == "" {
+		cfg.Service = ServiceFromImage(cfg.Image)
 	}
 	if err := o.watch(); err != nil {
 		return "", err
 	}
 
 	name := newName(cfg.Service)
-	opts := o.createOptions(name, cfg)
+	opts := o.createOptions(name, o.access(ctx).bindIP, cfg)
 	res, err := o.api.ContainerCreate(ctx, opts)
 	if err != nil {
 		return "", wrap("create container", name, err, ErrImageNotFound)
@@ -70,7 +76,7 @@ func (o *Orchestrator) removeAfterFailure(ctx context.Context, id string) error 
 }
 
 // createOptions turns a validated config into the SDK request.
-func (o *Orchestrator) createOptions(name string, cfg ContainerConfig) client.ContainerCreateOptions {
+func (o *Orchestrator) createOptions(name, bindIP string, cfg ContainerConfig) client.ContainerCreateOptions {
 	env := make([]string, 0, len(cfg.Env))
 	for _, k := range sortedKeys(cfg.Env) {
 		env = append(env, k+"="+cfg.Env[k])
@@ -79,7 +85,7 @@ func (o *Orchestrator) createOptions(name string, cfg ContainerConfig) client.Co
 
 	exposed := network.PortSet{}
 	bindings := network.PortMap{}
-	hostIP, _ := netip.ParseAddr(o.publishIP()) // zero Addr = all interfaces
+	hostIP, _ := netip.ParseAddr(bindIP) // zero Addr = all interfaces
 	hostPorts := map[string]int{}
 	for p, hp := range cfg.HostPorts {
 		pp, _ := parsePort(p) // validated

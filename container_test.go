@@ -545,17 +545,3 @@ func TestBuildImageReturnsStreamError(t *testing.T) {
 	require.ErrorIs(t, o.BuildImage(context.Background(), dir, "Bad Tag"), ErrInvalidConfig)
 	m.AssertNumberOfCalls(t, "ImageBuild", 1)
 }
-
-func TestPublishIPDependsOnDaemon(t *testing.T) {
-	for host, want := range map[string]string{
-		"unix:///var/run/docker.sock": "127.0.0.1",
-		"tcp://127.0.0.1:2375":        "127.0.0.1",
-		"tcp://localhost:2375":        "127.0.0.1",
-		"tcp://[::1]:2375":            "127.0.0.1",
-		"tcp://10.0.0.5:2376":         "",
-		"tcp://docker.example:2376":   "",
-	} {
-		o := newOrchestrator(orchestratorOptions{api: &mockAPI{}}, dockerEndpoint{Host: host})
-		require.Equal(t, want, o.publishIP(), host)
-	}
-}

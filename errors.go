@@ -110,3 +110,8 @@ func isPoolExhausted(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "non-overlapping IPv4 address pool") || strings.Contains(msg, "could not find an available")
 }
+
+// isNotFound reports whether err says a container or network is gone.
+func isNotFound(err error) bool {
+	return errors.Is(err, ErrContainerNotFound) || errors.Is(err, ErrNetworkNotFound)
+}

@@ -79,6 +79,8 @@ type Orchestrator struct {
 	ownsAPI  bool
 	labels   map[string]string // session labels put on every resource
 
+	accessState
+
 	mu                sync.Mutex
 	managedContainers map[string]string // container ID → name
 	managedNetworks   map[string]string // network ID → name
@@ -162,6 +164,7 @@ func newOrchestrator(o orchestratorOptions, endpoint dockerEndpoint) *Orchestrat
 			LabelPID:     strconv.Itoa(os.Getpid()),
 			LabelHost:    host,
 		},
+		accessState:       accessState{hostEnv: defaultHostEnv()},
 		managedContainers: map[string]string{},
 		managedNetworks:   map[string]string{},
 		pulls:             map[string]*pullCall{},
@@ -199,16 +202,6 @@ func (o *Orchestrator) resourceLabels(extra ...map[string]string) map[string]str
 		}
 	}
 	return l
-}
-
-// publishIP is the host address published ports bind to: loopback when the
-// daemon runs on this machine, so a test never opens a port to the LAN; all
-// interfaces on a remote daemon, where loopback would be unreachable.
-func (o *Orchestrator) publishIP() string {
-	if o.endpoint.isLocal() {
-		return "127.0.0.1"
-	}
-	return ""
 }
 
 // newName returns "heph-<part>-<8 hex>".

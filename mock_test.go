@@ -153,7 +153,9 @@ func (f *fakePullStream) Wait(context.Context) error { return nil }
 // newMocked returns an Orchestrator over a fresh mock, without a ping.
 func newMocked() (*Orchestrator, *mockAPI) {
 	m := &mockAPI{}
-	return newOrchestrator(orchestratorOptions{api: m}, dockerEndpoint{Host: "unix:///var/run/docker.sock"}), m
+	o := newOrchestrator(orchestratorOptions{api: m}, dockerEndpoint{Host: "unix:///var/run/docker.sock"})
+	o.hostEnv.exists = func(string) bool { return false } // not in a container: loopback without asking the daemon
+	return o, m
 }
 
 var anyCtx = mock.Anything

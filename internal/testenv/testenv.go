@@ -97,19 +97,31 @@ func HealthImage(t testing.TB) string {
 	return build(t, "health.Dockerfile", "testapp-health")
 }
 
+// BuildImage is Image for code without a test (TestMain): it returns the
+// tag, or why the image could not be built.
+func BuildImage() (string, error) { return cachedBuild("Dockerfile", "testapp") }
+
 func build(t testing.TB, dockerfile, name string) string {
 	t.Helper()
-	imagesMu.Lock()
-	defer imagesMu.Unlock()
-	if tag, ok := images[dockerfile]; ok {
-		return tag
-	}
-	tag, err := buildImage(dockerfile, name)
+	tag, err := cachedBuild(dockerfile, name)
 	if err != nil {
 		t.Fatalf("build the test image: %v", err)
 	}
-	images[dockerfile] = tag
 	return tag
+}
+
+func cachedBuild(dockerfile, name string) (string, error) {
+	imagesMu.Lock()
+	defer imagesMu.Unlock()
+	if tag, ok := images[dockerfile]; ok {
+		return tag, nil
+	}
+	tag, err := buildImage(dockerfile, name)
+	if err != nil {
+		return "", err
+	}
+	images[dockerfile] = tag
+	return tag, nil
 }
 
 // SourceDir is the directory of internal/testapp.
@@ -201,7 +213,13 @@ func hashSources(dir, dockerfile string) (string, error) {
 //
 //	func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 func Main(m *testing.M) int {
-	code := m.Run()
+	return Check(m.Run())
+}
+
+// Check returns code, or 1 when the daemon holds heph resources this process
+// made (see Leftovers), after saying which. TestMain functions that do more
+// than run the tests end with os.Exit(testenv.Check(code)).
+func Check(code int) int {
 	if err := Leftovers(context.Background(), os.Getpid()); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
 		return 1

@@ -1,0 +1,5 @@
+package heph
+
+// NetworkPoolRetries returns how many network creations were retried because
+// Docker's address pools were exhausted (for the integration tests).
+func NetworkPoolRetries() int64 { return poolRetries.Load() }

@@ -1,0 +1,478 @@
+package heph
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heph-go/heph/wait"
+)
+
+// Environment variables read by the test-facing API.
+const (
+	// EnvKeep is HEPH_KEEP: "failed" keeps a failed test's containers and
+	// network (and prints how to reach and remove them), "always" keeps every
+	// test's; unset or "never" removes them.
+	EnvKeep = "HEPH_KEEP"
+	// EnvLogs is HEPH_LOGS: "1" (or "true") streams every container's output
+	// into its test's log, as WithLogsToTest does for one container.
+	EnvLogs = "HEPH_LOGS"
+)
+
+// teardownTimeout bounds a test's teardown.
+const teardownTimeout = 2 * time.Minute
+
+var defaultOrchestrator struct {
+	sync.Mutex
+	o *Orchestrator
+}
+
+// DefaultOrchestrator returns the process-wide Orchestrator that Start and
+// TestNetwork use, made on first use from the environment (see
+// NewOrchestrator). It is never closed; each test's resources are removed by
+// the test's cleanup. When no daemon answers the error matches
+// ErrDockerUnavailable, and the next call tries again.
+func DefaultOrchestrator() (*Orchestrator, error) {
+	defaultOrchestrator.Lock()
+	defer defaultOrchestrator.Unlock()
+	if defaultOrchestrator.o == nil {
+		o, err := NewOrchestrator()
+		if err != nil {
+			return nil, err
+		}
+		defaultOrchestrator.o = o
+	}
+	return defaultOrchestrator.o, nil
+}
+
+// Start starts the container for the test t and returns it ready: it
+// creates it on the test's own network (see TestNetwork) with the test's name
+// in the heph.test label, copies WithFile files in, starts it, and waits with
+// the wait strategy, the whole bounded by the startup timeout (the image pull
+// by the pull timeout).
+//
+// Start registers the test's cleanup before its first Docker call: when the
+// test ends, its containers are removed concurrently (force, or gracefully
+// with WithGracefulStop), then its network; when the test failed, each
+// container's state and last 50 log lines are logged first. HEPH_KEEP keeps
+// them instead. Cleanup failures are reported with t.Errorf.
+//
+// On any failure Start calls t.Fatalf with an error that, once the container
+// ran, carries its state, exit code and last log lines; what it made is
+// removed by the cleanup. Start must be called from the test's goroutine.
+func (r ContainerRequest) Start(t testing.TB) *Container {
+	t.Helper()
+	st := stateOf(t)
+	c, err := st.start(r)
+	if err != nil {
+		t.Fatalf("heph: start %s: %v", r, err)
+	}
+	return c
+}
+
+// StartAll starts several containers for the test t at once and returns
+// them in the order of reqs, each ready, on the test's network: like Start
+// for each, concurrently. If any fails, StartAll calls t.Fatalf with every
+// failure; what was made is removed by the test's cleanup. It must be called
+// from the test's goroutine.
+func StartAll(t testing.TB, reqs ...ContainerRequest) []*Container {
+	t.Helper()
+	st := stateOf(t)
+	cs := make([]*Container, len(reqs))
+	errs := make([]error, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if cs[i], errs[i] = st.start(r); errs[i] != nil {
+				errs[i] = fmt.Errorf("start %s: %w", r, errs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("heph: %v", err)
+	}
+	return cs
+}
+
+// Run starts the container without a testing.T — for TestMain and for
+// programs — on o, joined to the WithNetwork networks (else Docker's default
+// bridge), and returns it ready. The caller removes it with Terminate (and
+// its networks with Network.Remove). On failure Run removes what it made
+// before returning the error.
+func (r ContainerRequest) Run(ctx context.Context, o *Orchestrator) (*Container, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	c, err := r.start(ctx, o, nil, "", nil)
+	if err != nil && c != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		err = errors.Join(err, c.Terminate(rctx))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("heph: run %s: %w", r, err)
+	}
+	return c, nil
+}
+
+// check reports the request's invalid options, before any Docker call.
+func (r ContainerRequest) check() error {
+	if len(r.errs) > 0 {
+		return errors.Join(r.errs...)
+	}
+	return r.cfg.validate()
+}
+
+// start creates, fills, starts and waits for the container. Once the
+// container exists start returns it, even with an error, so the caller can
+// remove it. st is nil for Run.
+func (r ContainerRequest) start(ctx context.Context, o *Orchestrator, testNet *Network, testName string, st *testState) (*Container, error) {
+	cfg := r.cfg
+	cfg.Networks = nil
+	if testNet != nil {
+		cfg.Networks = append(cfg.Networks, testNet.name)
+	}
+	for _, n := range r.networks {
+		cfg.Networks = append(cfg.Networks, n.name)
+	}
+	if testName != "" {
+		cfg.internalLabels = map[string]string{LabelTest: testName}
+	}
+	if err := o.ensureImage(ctx, cfg.Image, cfg.PullTimeout); err != nil {
+		return nil, err
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, r.startupTimeout)
+	defer cancel()
+	id, err := o.createContainer(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Container{o: o, id: id, name: o.nameOf(id), service: r.Service(), req: r, host: o.publishedHost()}
+	if st != nil {
+		c.t = st.t
+		st.add(c)
+	}
+	if len(r.files) > 0 {
+		if err := o.copyFiles(ctx, id, r.files); err != nil {
+			return c, err
+		}
+	}
+	if err := o.StartContainer(ctx, id); err != nil {
+		return c, err
+	}
+	if st != nil && (r.logsToTest || envLogsOn()) {
+		st.followLogs(c)
+	}
+	if err := c.ready(ctx); err != nil {
+		return c, r.decorate(ctx, c, err)
+	}
+	return c, nil
+}
+
+// decorate adds the container's state and last log lines to a start
+// failure, unless the wait strategy's error already carries them.
+func (r ContainerRequest) decorate(ctx context.Context, c *Container, err error) error {
+	if r.strategy != nil && waitErrorHasState(err) {
+		return err
+	}
+	return fmt.Errorf("%w\n%s", err, c.describe(context.WithoutCancel(ctx), 20))
+}
+
+// TestNetwork returns the network private to the test t, creating it on
+// first use (Start calls it for every container of the test). Each test and
+// each subtest has its own: its containers reach each other by service name
+// and cannot reach another test's. It is removed when the test ends, after
+// the test's containers. When Docker's address pools are exhausted, creating
+// it retries with backoff while other tests free theirs, for up to
+// DefaultStartupTimeout; then the test fails with what happened and what to
+// do. TestNetwork must be called from the test's goroutine.
+func TestNetwork(t testing.TB) *Network {
+	t.Helper()
+	st := stateOf(t)
+	o, err := DefaultOrchestrator()
+	if err != nil {
+		t.Fatalf("heph: test network: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), DefaultStartupTimeout)
+	defer cancel()
+	n, err := st.network(ctx, o)
+	if err != nil {
+		t.Fatalf("heph: test network: %v", err)
+	}
+	return n
+}
+
+// testState is what heph holds for one test: its network, its containers
+// and its log followers. Its teardown is the test's one heph cleanup.
+type testState struct {
+	t testing.TB
+
+	mu         sync.Mutex
+	net        *Network
+	containers []*Container
+
+	logCtx    context.Context
+	logCancel context.CancelFunc
+	logs      sync.WaitGroup
+}
+
+var tests = struct {
+	sync.Mutex
+	m map[testing.TB]*testState
+}{m: map[testing.TB]*testState{}}
+
+// stateOf returns t's state, registering its teardown with t.Cleanup the
+// first time (before any Docker call is made for the test).
+func stateOf(t testing.TB) *testState {
+	tests.Lock()
+	defer tests.Unlock()
+	if st, ok := tests.m[t]; ok {
+		return st
+	}
+	st := &testState{t: t}
+	st.logCtx, st.logCancel = context.WithCancel(context.Background())
+	tests.m[t] = st
+	t.Cleanup(st.teardown)
+	return st
+}
+
+func (st *testState) start(r ContainerRequest) (*Container, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	if _, err := keepMode(); err != nil {
+		return nil, err
+	}
+	if _, err := envLogs(); err != nil {
+		return nil, err
+	}
+	o, err := DefaultOrchestrator()
+	if err != nil {
+		return nil, err
+	}
+	ctx := st.t.Context()
+	nctx, cancel := context.WithTimeout(ctx, r.startupTimeout)
+	net, err := st.network(nctx, o)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("create the test's network: %w", err)
+	}
+	return r.start(ctx, o, net, st.t.Name(), st)
+}
+
+// network returns the test's network, creating it the first time.
+func (st *testState) network(ctx context.Context, o *Orchestrator) (*Network, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.net == nil {
+		n, err := newNetwork(ctx, o, map[string]string{LabelTest: st.t.Name()})
+		if err != nil {
+			return nil, err
+		}
+		st.net = n
+	}
+	return st.net, nil
+}
+
+func (st *testState) add(c *Container) {
+	st.mu.Lock()
+	st.containers = append(st.containers, c)
+	st.mu.Unlock()
+}
+
+// followLogs copies c's output into the test log, line by line, prefixed
+// with its service name, until the teardown stops it.
+func (st *testState) followLogs(c *Container) {
+	st.logs.Add(1)
+	go func() {
+		defer st.logs.Done()
+		r, err := c.o.Logs(st.logCtx, c.id, LogOptions{Follow: true})
+		if err != nil {
+			if st.logCtx.Err() == nil {
+				st.t.Logf("heph: [%s] cannot follow logs: %v", c.service, err)
+			}
+			return
+		}
+		defer r.Close()
+		lines := logLines(r, func(line string) { st.t.Logf("[%s] %s", c.service, line) })
+		// Stopping the stream at teardown may cut it short of what the
+		// container wrote: read the rest once, without following.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		rest, err := c.o.Logs(ctx, c.id, LogOptions{})
+		if err != nil {
+			return
+		}
+		defer rest.Close()
+		skip := lines
+		logLines(rest, func(line string) {
+			if skip > 0 {
+				skip--
+				return
+			}
+			st.t.Logf("[%s] %s", c.service, line)
+		})
+	}()
+}
+
+// logLines calls fn for each line read from r and returns how many.
+func logLines(r io.Reader, fn func(string)) int {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	n := 0
+	for sc.Scan() {
+		fn(sc.Text())
+		n++
+	}
+	return n
+}
+
+// teardown is the test's cleanup: logs of a failed test, then removal (or
+// HEPH_KEEP).
+func (st *testState) teardown() {
+	tests.Lock()
+	delete(tests.m, st.t)
+	tests.Unlock()
+
+	st.logCancel()
+	st.logs.Wait()
+
+	st.mu.Lock()
+	containers, net := st.containers, st.net
+	st.mu.Unlock()
+	if len(containers) == 0 && net == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
+	defer cancel()
+
+	failed := st.t.Failed()
+	if failed {
+		for _, c := range containers {
+			st.t.Logf("heph: %s", c.describe(ctx, 50))
+		}
+	}
+	mode, _ := keepMode()
+	if mode == "always" || (mode == "failed" && failed) {
+		st.keep(ctx, mode, containers, net)
+		return
+	}
+
+	errs := make([]error, len(containers))
+	var wg sync.WaitGroup
+	for i, c := range containers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Terminate(ctx)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			st.t.Errorf("heph: teardown: %v", err)
+		}
+	}
+	if net != nil {
+		if err := net.Remove(ctx); err != nil {
+			st.t.Errorf("heph: teardown: %v", err)
+		}
+	}
+}
+
+// keep leaves the test's containers and network in place and says how to
+// reach and remove them.
+func (st *testState) keep(ctx context.Context, mode string, containers []*Container, net *Network) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "heph: %s=%s: keeping what %s made:", EnvKeep, mode, st.t.Name())
+	names := make([]string, 0, len(containers))
+	var o *Orchestrator
+	for _, c := range containers {
+		o = c.o
+		names = append(names, c.name)
+		fmt.Fprintf(&b, "\n  container %s (service %s): docker logs %s; docker exec %s <command>", c.name, c.service, c.name, c.name)
+		ports := c.Ports()
+		keys := make([]string, 0, len(ports))
+		for p := range ports {
+			keys = append(keys, p)
+		}
+		sort.Strings(keys)
+		for _, p := range keys {
+			fmt.Fprintf(&b, "; %s at %s:%d", p, c.Host(), ports[p])
+		}
+	}
+	remove := ""
+	if len(names) > 0 {
+		remove = "docker rm -f " + strings.Join(names, " ")
+	}
+	if net != nil {
+		o = net.o
+		fmt.Fprintf(&b, "\n  network %s", net.name)
+		if remove != "" {
+			remove += " && "
+		}
+		remove += "docker network rm " + net.name
+	}
+	fmt.Fprintf(&b, "\n  remove them with: %s", remove)
+	st.t.Log(b.String())
+	if o != nil {
+		ids := make([]string, 0, len(containers)+1)
+		for _, c := range containers {
+			ids = append(ids, c.id)
+		}
+		if net != nil {
+			ids = append(ids, net.id)
+		}
+		if err := o.keep(ctx, ids...); err != nil {
+			st.t.Errorf("heph: %s: %v", EnvKeep, err)
+		}
+	}
+}
+
+// keepMode reads HEPH_KEEP: "", "failed" or "always".
+func keepMode() (string, error) {
+	switch v := strings.TrimSpace(os.Getenv(EnvKeep)); strings.ToLower(v) {
+	case "", "never", "0", "false", "no", "off":
+		return "", nil
+	case "failed", "always":
+		return strings.ToLower(v), nil
+	default:
+		return "", fmt.Errorf("%w: %s=%q: want failed, always or never", ErrInvalidConfig, EnvKeep, v)
+	}
+}
+
+// envLogs reads HEPH_LOGS.
+func envLogs() (bool, error) {
+	switch v := strings.TrimSpace(os.Getenv(EnvLogs)); strings.ToLower(v) {
+	case "", "0", "false", "no", "off":
+		return false, nil
+	case "1", "true", "yes", "on":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%w: %s=%q: want 1 or 0", ErrInvalidConfig, EnvLogs, v)
+	}
+}
+
+func envLogsOn() bool {
+	on, _ := envLogs()
+	return on
+}
+
+// waitErrorHasState reports whether err comes from package wait, which adds
+// the container's state and log tail itself.
+func waitErrorHasState(err error) bool {
+	var we *wait.Error
+	return errors.As(err, &we)
+}
