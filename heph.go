@@ -1,20 +1,3 @@
-// Package heph runs real Docker containers for Go integration tests.
-//
-// A test asks for a container with a fluent builder; heph pulls or builds the
-// image, creates the container with a "heph-" name on a network private to
-// the test (its hostname is its service name), waits until it is really
-// ready, hands back its address, and removes everything when the test ends.
-//
-// This file holds the Orchestrator: the lifecycle primitives every higher
-// layer is built on. An Orchestrator talks to one Docker daemon, found the way
-// the docker CLI finds it (DOCKER_HOST, DOCKER_CONTEXT or the current context,
-// the rootless socket, the default socket). It remembers what it created, so
-// [Orchestrator.Teardown] can remove all of it. It never calls t.Fatal and
-// never panics for an environment failure: every method returns an error that
-// names the operation and its subject and that matches heph's sentinel errors
-// ([ErrDockerUnavailable], [ErrImageNotFound], [ErrContainerNotFound],
-// [ErrInvalidConfig], …) as well as the Docker SDK's error classes with
-// errors.Is.
 package heph
 
 import (
