@@ -1,0 +1,235 @@
+//go:build integration
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/heph-go/heph"
+	"github.com/heph-go/heph/internal/reaperchild"
+	"github.com/heph-go/heph/internal/testenv"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "heph-cmd-test-")
+		if err != nil {
+			panic(err)
+		}
+		defer os.RemoveAll(dir)
+		binDir = dir
+		return testenv.Main(m)
+	}())
+}
+
+var (
+	binDir    string // removed when the tests end
+	binOnce   sync.Once
+	binPath   string
+	binFailed string
+)
+
+// hephBinary builds cmd/heph once for every test of the package: static
+// (CGO_ENABLED=0), so doctor can also copy it into its image.
+func hephBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		start := time.Now()
+		out := filepath.Join(binDir, "heph")
+		cmd := exec.Command("go", "build", "-o", out, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			binFailed = fmt.Sprintf("go build ./cmd/heph: %v\n%s", err, b)
+			return
+		}
+		binPath = out
+		t.Logf("built cmd/heph (CGO_ENABLED=0) in %s", time.Since(start).Round(time.Millisecond))
+	})
+	if binPath == "" {
+		t.Fatal(binFailed)
+	}
+	return binPath
+}
+
+// heph runs the built command with the extra environment and returns its
+// exit status, stdout and stderr.
+func hephCmd(t *testing.T, bin string, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	status := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		status = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return status, out.String(), errOut.String()
+}
+
+// TestDoctorAgainstTheDaemon runs a static heph doctor twice, each time
+// making its probe image another way: with Go on PATH it compiles the
+// embedded probe with go build; without, it copies itself into the image.
+// Every check passes and nothing is left.
+func TestDoctorAgainstTheDaemon(t *testing.T) {
+	t.Parallel()
+	began := time.Now()
+	bin := hephBinary(t)
+	for _, tc := range []struct {
+		name, how string
+		env       []string
+	}{
+		{"GoBuild", "from go build (", nil},
+		{"StaticSelf", "from this heph binary (static", []string{"PATH=" + t.TempDir()}}, // no go on PATH
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			status, out, errOut := hephCmd(t, bin, tc.env, "doctor")
+			t.Logf("heph doctor (%s) took %s:\n%s", tc.name, time.Since(start).Round(time.Millisecond), out)
+			require.Equal(t, 0, status, "stderr: %s", errOut)
+			require.Contains(t, out, "heph's tests can run here")
+
+			status, out, _ = hephCmd(t, bin, tc.env, "doctor", "--json")
+			require.Equal(t, 0, status)
+			var r doctorReport
+			require.NoError(t, json.Unmarshal([]byte(out), &r))
+			require.True(t, r.OK)
+			var names []string
+			for _, c := range r.Checks {
+				names = append(names, c.Name)
+				require.Equal(t, statusOK, c.Status, "%s: %s", c.Name, c.Detail)
+				switch c.Name {
+				case "daemon":
+					require.Contains(t, c.Detail, "found by: ")
+				case "image":
+					require.Contains(t, c.Detail, tc.how)
+					// doctor keeps its image as a cache; the test does not.
+					tag := strings.Fields(strings.TrimPrefix(c.Detail, "built "))[0]
+					require.True(t, strings.HasPrefix(tag, "heph-build/doctor-probe:"), tag)
+					t.Cleanup(func() { testenv.RemoveImage(t, testenv.Docker(t), tag) })
+				case "port":
+					require.Contains(t, c.Detail, "127.0.0.1:")
+				}
+			}
+			require.Equal(t, []string{"daemon", "server", "rootless", "watchdog", "network", "image", "container", "port", "cleanup", "leftovers"}, names)
+		})
+	}
+	t.Logf("TestDoctorAgainstTheDaemon took %s", time.Since(began).Round(time.Millisecond))
+}
+
+// TestDoctorWithoutADaemon points DOCKER_HOST at nothing: doctor names the
+// failure and the fix and exits 1.
+func TestDoctorWithoutADaemon(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	bin := hephBinary(t)
+	status, out, _ := hephCmd(t, bin, []string{"DOCKER_HOST=unix:///nonexistent.sock"}, "doctor")
+	t.Logf("heph doctor without a daemon took %s:\n%s", time.Since(start).Round(time.Millisecond), out)
+	require.Equal(t, 1, status)
+	require.Regexp(t, `(?m)^FAIL\s+daemon\s+Docker daemon unavailable`, out)
+	require.Contains(t, out, "unix:///nonexistent.sock (DOCKER_HOST)")
+	require.Contains(t, out, "fix: DOCKER_HOST=unix:///nonexistent.sock points at no running daemon")
+	require.Regexp(t, `(?m)^skip\s+network\s+needs a daemon`, out)
+	require.Contains(t, out, "1 check failed")
+}
+
+// TestPsAndPruneStaleWithTheReaperOff: a child with HEPH_REAPER=off shows in
+// heph ps with its pid, alive; after SIGKILL its resources remain and it
+// shows as stale; prune --stale --dry-run lists them and removes nothing;
+// prune --stale removes them.
+func TestPsAndPruneStaleWithTheReaperOff(t *testing.T) {
+	t.Parallel()
+	began := time.Now()
+	testenv.Image(t)
+	bin := hephBinary(t)
+	child := reaperchild.Build(t)
+	docker := testenv.Docker(t)
+	ctx := context.Background()
+
+	c := reaperchild.Start(t, child, "hold", []string{heph.EnvReaper + "=off"})
+	require.Zero(t, c.Watchdog, "no watchdog with HEPH_REAPER=off")
+	pid := c.Cmd.Process.Pid
+	t.Cleanup(func() { // whatever happens, leave nothing
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if left, _ := reaperchild.Resources(cctx, docker, c.Session); len(left) > 0 {
+			hephCmd(t, bin, nil, "prune", "--session", c.Session)
+		}
+	})
+
+	session := func(args ...string) sessionView {
+		t.Helper()
+		status, out, errOut := hephCmd(t, bin, nil, append(args, "--json")...)
+		require.Equal(t, 0, status, "stderr: %s", errOut)
+		var r struct{ Sessions []sessionView }
+		require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+		for _, s := range r.Sessions {
+			if s.Session == c.Session {
+				return s
+			}
+		}
+		t.Fatalf("heph %s: no session %s in\n%s", strings.Join(args, " "), c.Session, out)
+		return sessionView{}
+	}
+
+	s := session("ps")
+	host, _ := os.Hostname()
+	require.Equal(t, pid, s.PID)
+	require.Equal(t, host, s.Host)
+	require.Equal(t, "alive", s.Process)
+	require.Len(t, s.Resources, 5, "3 containers, a network, a volume")
+	_, out, _ := hephCmd(t, bin, nil, "ps")
+	require.Regexp(t, `(?m)^`+c.Session[:8]+`\s+-\s+`+strconv.Itoa(pid)+`\s+yes\s+\d+s\s+container\s+heph-data-`, out)
+
+	require.NoError(t, c.Cmd.Process.Signal(syscall.SIGKILL))
+	_, werr := c.Wait(t, 30*time.Second)
+	require.EqualError(t, werr, "signal: killed")
+
+	left, err := reaperchild.Resources(ctx, docker, c.Session)
+	require.NoError(t, err)
+	require.Len(t, left, 5, "without the watchdog, a killed process's resources remain")
+	s = session("ps")
+	require.Equal(t, "gone", s.Process)
+	_, out, _ = hephCmd(t, bin, nil, "ps")
+	require.Regexp(t, `(?m)^`+c.Session[:8]+`\s+-\s+`+strconv.Itoa(pid)+`\s+no\s+`, out)
+	require.Contains(t, out, "heph prune --stale removes")
+
+	// --dry-run lists it (whatever else is stale on the daemon) and removes nothing.
+	s = session("prune", "--stale", "--dry-run")
+	require.Len(t, s.Resources, 5)
+	status, out, _ := hephCmd(t, bin, nil, "prune", "--stale", "--dry-run")
+	require.Equal(t, 0, status)
+	require.Contains(t, out, c.Session[:8])
+	require.Contains(t, out, "would remove (dry run, nothing removed)")
+	left, err = reaperchild.Resources(ctx, docker, c.Session)
+	require.NoError(t, err)
+	require.Len(t, left, 5, "a dry run removes nothing")
+
+	// The real prune; --session keeps it to this test's session on a shared
+	// daemon (--stale alone is the same selection plus other stale ones).
+	start := time.Now()
+	status, out, errOut := hephCmd(t, bin, nil, "prune", "--stale", "--session", c.Session)
+	took := time.Since(start)
+	require.Equal(t, 0, status, "stderr: %s", errOut)
+	require.Contains(t, out, "removed: 3 containers, 1 network, 1 volume of 1 session")
+	left, err = reaperchild.Resources(ctx, docker, c.Session)
+	require.NoError(t, err)
+	require.Empty(t, left, "heph prune --stale removed them")
+	t.Logf("heph prune --stale removed the 5 resources in %s:\n%s", took.Round(time.Millisecond), out)
+	t.Logf("TestPsAndPruneStaleWithTheReaperOff took %s", time.Since(began).Round(time.Millisecond))
+}

@@ -1,0 +1,425 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/heph-go/heph"
+)
+
+// sessionView is a heph.Session as heph ps and prune show it; its JSON is
+// the --json output.
+type sessionView struct {
+	Session    string         `json:"session"`
+	Tests      []string       `json:"tests"`
+	PID        int            `json:"pid,omitempty"`
+	Host       string         `json:"host,omitempty"`
+	Process    string         `json:"process"`               // alive, gone, unknown
+	Created    time.Time      `json:"created,omitzero"`      // absent when unknown
+	AgeSeconds *int64         `json:"age_seconds,omitempty"` // absent when unknown
+	Resources  []resourceView `json:"resources"`
+
+	local bool // Host is this host
+}
+
+type resourceView struct {
+	Kind    string    `json:"kind"`
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Test    string    `json:"test,omitempty"`
+	State   string    `json:"state,omitempty"`
+	Created time.Time `json:"created,omitzero"`
+}
+
+// psReport is what heph ps prints.
+type psReport struct {
+	Daemon   string        `json:"daemon"`
+	Sessions []sessionView `json:"sessions"`
+}
+
+// pruneReport is what heph prune prints.
+type pruneReport struct {
+	Daemon   string        `json:"daemon"`
+	DryRun   bool          `json:"dry_run"`
+	Sessions []sessionView `json:"sessions"` // with what was (or would be) removed
+	Errors   []string      `json:"errors"`
+}
+
+// views turns sessions into views at time now; thisHost marks local ones.
+func views(sessions []heph.Session, now time.Time, thisHost string) []sessionView {
+	out := make([]sessionView, 0, len(sessions))
+	for _, s := range sessions {
+		v := sessionView{
+			Session: s.ID, Tests: s.Tests, PID: s.PID, Host: s.Host, Process: string(s.Process),
+			Created: s.Created, local: s.Host == thisHost,
+			Resources: make([]resourceView, 0, len(s.Resources)),
+		}
+		if v.Tests == nil {
+			v.Tests = []string{}
+		}
+		if !s.Created.IsZero() {
+			a := int64(now.Sub(s.Created).Seconds())
+			v.AgeSeconds = &a
+		}
+		for _, r := range s.Resources {
+			v.Resources = append(v.Resources, resourceView{Kind: string(r.Kind), ID: r.ID, Name: r.Name, Test: r.Test, State: r.State, Created: r.Created})
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// age formats a duration as ps does: 45s, 12m, 5h, 3d.
+func age(seconds int64, known bool) string {
+	switch {
+	case !known:
+		return "?"
+	case seconds < 0:
+		return "0s"
+	case seconds < 60:
+		return fmt.Sprintf("%ds", seconds)
+	case seconds < 3600:
+		return fmt.Sprintf("%dm", seconds/60)
+	case seconds < 48*3600:
+		return fmt.Sprintf("%dh", seconds/3600)
+	default:
+		return fmt.Sprintf("%dd", seconds/86400)
+	}
+}
+
+func ageOf(v sessionView) string {
+	if v.AgeSeconds == nil {
+		return age(0, false)
+	}
+	return age(*v.AgeSeconds, true)
+}
+
+func alive(v sessionView) string {
+	switch heph.ProcessState(v.Process) {
+	case heph.ProcessAlive:
+		return "yes"
+	case heph.ProcessGone:
+		return "no"
+	default:
+		return "?"
+	}
+}
+
+func owner(v sessionView) string {
+	switch {
+	case v.PID == 0:
+		return "-"
+	case v.local || v.Host == "":
+		return fmt.Sprint(v.PID)
+	default:
+		return fmt.Sprintf("%d@%s", v.PID, v.Host)
+	}
+}
+
+// shortID is the first 8 characters of a session id, as ps shows it.
+func shortID(id string) string {
+	if id == "" {
+		return "(none)"
+	}
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// ellipsis cuts s to n runes.
+func ellipsis(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+// writeTable writes sessions as aligned columns, one row per resource, the
+// session's columns on its first row only.
+func writeTable(w io.Writer, sessions []sessionView) {
+	var buf bytes.Buffer
+	defer func() { writeTrimmed(w, buf.Bytes()) }()
+	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SESSION\tTEST\tPID\tALIVE\tAGE\tKIND\tNAME\tSTATE")
+	for _, s := range sessions {
+		test := strings.Join(s.Tests, ",")
+		if test == "" {
+			test = "-"
+		}
+		head := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", shortID(s.Session), ellipsis(test, 28), owner(s), alive(s), ageOf(s))
+		if len(s.Resources) == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\t\n", head)
+		}
+		for i, r := range s.Resources {
+			if i > 0 {
+				head = "\t\t\t\t"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", head, r.Kind, r.Name, r.State)
+		}
+	}
+	_ = tw.Flush()
+}
+
+// writeTrimmed writes text without the spaces tabwriter leaves at the end
+// of lines whose last cells are empty.
+func writeTrimmed(w io.Writer, text []byte) {
+	lines := bytes.SplitAfter(text, []byte("\n"))
+	for _, l := range lines {
+		nl := bytes.HasSuffix(l, []byte("\n"))
+		l = bytes.TrimRight(l, " \n")
+		if nl {
+			l = append(l, '\n')
+		}
+		_, _ = w.Write(l)
+	}
+}
+
+// counts says "3 containers, 1 network, 0 volumes".
+func counts(sessions []sessionView) string {
+	n := map[string]int{}
+	for _, s := range sessions {
+		for _, r := range s.Resources {
+			n[r.Kind]++
+		}
+	}
+	return fmt.Sprintf("%s, %s, %s", plural(n["container"], "container"), plural(n["network"], "network"), plural(n["volume"], "volume"))
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// writePs is heph ps's text output.
+func writePs(w io.Writer, r psReport) {
+	if len(r.Sessions) == 0 {
+		fmt.Fprintf(w, "no heph containers, networks or volumes on %s\n", r.Daemon)
+		return
+	}
+	writeTable(w, r.Sessions)
+	stale := 0
+	for _, s := range r.Sessions {
+		if heph.ProcessState(s.Process) == heph.ProcessGone {
+			stale++
+		}
+	}
+	fmt.Fprintf(w, "\n%s on %s: %s\n", plural(len(r.Sessions), "session"), r.Daemon, counts(r.Sessions))
+	switch stale {
+	case 0:
+	case 1:
+		fmt.Fprintln(w, "1 session is stale (its process is gone): heph prune --stale removes it")
+	default:
+		fmt.Fprintf(w, "%d sessions are stale (their processes are gone): heph prune --stale removes them\n", stale)
+	}
+}
+
+// writePrune is heph prune's text output.
+func writePrune(w io.Writer, r pruneReport) {
+	switch {
+	case len(r.Sessions) == 0 && len(r.Errors) == 0:
+		fmt.Fprintf(w, "nothing to remove on %s\n", r.Daemon)
+		return
+	case len(r.Sessions) > 0:
+		writeTable(w, r.Sessions)
+		fmt.Fprintln(w)
+	}
+	verb := "removed"
+	if r.DryRun {
+		verb = "would remove (dry run, nothing removed)"
+	}
+	fmt.Fprintf(w, "%s: %s of %s on %s\n", verb, counts(r.Sessions), plural(len(r.Sessions), "session"), r.Daemon)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func thisHost() string {
+	h, _ := hostname()
+	return h
+}
+
+// ps is heph ps.
+func (e env) ps(args []string) int {
+	fs := e.flags("ps")
+	asJSON := fs.Bool("json", false, "JSON output")
+	if status, ok := e.parse(fs, args); !ok {
+		return status
+	}
+	o, err := e.connect()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
+		return exitFail
+	}
+	defer o.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sessions, err := o.ListSessions(ctx)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
+		return exitFail
+	}
+	r := psReport{Daemon: o.DaemonHost(), Sessions: views(sessions, e.now(), thisHost())}
+	if *asJSON {
+		if err := writeJSON(e.stdout, r); err != nil {
+			return exitFail
+		}
+		return exitOK
+	}
+	writePs(e.stdout, r)
+	return exitOK
+}
+
+// pruneSelection is what heph prune was asked to remove.
+type pruneSelection struct {
+	sessions  []string // ids or prefixes
+	stale     bool
+	olderThan time.Duration
+	all       bool
+}
+
+func (p pruneSelection) empty() bool {
+	return len(p.sessions) == 0 && !p.stale && p.olderThan == 0 && !p.all
+}
+
+// selectSessions returns the sessions p selects, at time now. Every --session
+// must name exactly one listed session (by id or unique prefix).
+func selectSessions(sessions []heph.Session, p pruneSelection, now time.Time) ([]heph.Session, error) {
+	want := map[string]bool{}
+	for _, id := range p.sessions {
+		var match []string
+		for _, s := range sessions {
+			if s.ID == id {
+				match = []string{s.ID}
+				break
+			}
+			if strings.HasPrefix(s.ID, id) {
+				match = append(match, s.ID)
+			}
+		}
+		switch len(match) {
+		case 0:
+			return nil, fmt.Errorf("no heph resources of session %q on the daemon (heph ps lists the sessions)", id)
+		case 1:
+			want[match[0]] = true
+		default:
+			sort.Strings(match)
+			return nil, fmt.Errorf("session %q is ambiguous: it starts %s; give more of it", id, strings.Join(match, ", "))
+		}
+	}
+	var out []heph.Session
+	for _, s := range sessions {
+		switch {
+		case len(want) > 0 && !want[s.ID]:
+		case p.stale && !s.Stale():
+		case p.olderThan > 0 && (s.Created.IsZero() || now.Sub(s.Created) < p.olderThan):
+		default:
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// prune is heph prune.
+func (e env) prune(args []string) int {
+	fs := e.flags("prune")
+	var p pruneSelection
+	var ids sessionIDs
+	var older duration
+	fs.Var(&ids, "session", "session id or unique prefix (repeatable)")
+	fs.BoolVar(&p.stale, "stale", false, "sessions whose process is gone (on this host)")
+	fs.Var(&older, "older-than", "sessions older than this (30m, 2h, 7d)")
+	fs.BoolVar(&p.all, "all", false, "every session")
+	dryRun := fs.Bool("dry-run", false, "say what would be removed, remove nothing")
+	asJSON := fs.Bool("json", false, "JSON output")
+	if status, ok := e.parse(fs, args); !ok {
+		return status
+	}
+	p.sessions, p.olderThan = ids, older.d
+	if p.empty() {
+		fmt.Fprintln(e.stderr, "heph prune: say what to remove: --stale, --older-than DURATION, --session ID, or --all")
+		return exitUsage
+	}
+
+	o, err := e.connect()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
+		return exitFail
+	}
+	defer o.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	sessions, err := o.ListSessions(ctx)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
+		return exitFail
+	}
+	now := e.now()
+	selected, err := selectSessions(sessions, p, now)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
+		return exitFail
+	}
+	r := pruneReport{Daemon: o.DaemonHost(), DryRun: *dryRun, Errors: []string{}}
+	if *dryRun {
+		r.Sessions = views(selected, now, thisHost())
+	} else {
+		r.Sessions = []sessionView{}
+		// A few sessions at a time; results in the listed order.
+		errs := make([]error, len(selected))
+		var wg sync.WaitGroup
+		slots := make(chan struct{}, 4)
+		for i := range selected {
+			s := &selected[i]
+			if s.ID == "" {
+				errs[i] = fmt.Errorf("%s labelled %s without a %s label: heph removes only by session; use docker rm -f, docker network rm, docker volume rm",
+					plural(len(s.Resources), "resource"), heph.LabelManaged, heph.LabelSession)
+				s.Resources = nil
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				slots <- struct{}{}
+				defer func() { <-slots }()
+				s.Resources, errs[i] = o.RemoveSession(ctx, s.ID)
+			}()
+		}
+		wg.Wait()
+		for i, s := range selected {
+			if errs[i] != nil {
+				r.Errors = append(r.Errors, errs[i].Error())
+			}
+			if len(s.Resources) > 0 {
+				r.Sessions = append(r.Sessions, views([]heph.Session{s}, now, thisHost())...)
+			}
+		}
+	}
+	status := exitOK
+	for _, msg := range r.Errors {
+		fmt.Fprintf(e.stderr, "heph prune: %s\n", msg)
+		status = exitFail
+	}
+	if *asJSON {
+		if err := writeJSON(e.stdout, r); err != nil {
+			return exitFail
+		}
+		return status
+	}
+	writePrune(e.stdout, r)
+	return status
+}
