@@ -22,6 +22,11 @@ const (
 	// diagnoseTimeout bounds the State and Logs calls that describe a
 	// failed wait: the wait's own context may be over by then.
 	diagnoseTimeout = 2 * time.Second
+	// exitGrace is how long Run waits for the exit watcher's report when a
+	// strategy failed by itself: Docker's wait API has been seen to report
+	// an exit about 200 ms after it happened; a container still running is
+	// reported as such after this grace.
+	exitGrace = 250 * time.Millisecond
 )
 
 // Run waits until the container behind t is ready according to s. It is
@@ -66,7 +71,7 @@ func Run(ctx context.Context, s Strategy, t Target) error {
 		go func() {
 			defer watcher.Done()
 			st, err := t.WaitExit(wctx)
-			if err == nil && wctx.Err() == nil {
+			if err == nil {
 				exited <- st
 				cancel() // fail fast: stop the strategy now
 			}
@@ -74,16 +79,28 @@ func Run(ctx context.Context, s Strategy, t Target) error {
 	}
 	err := s.Wait(wctx, t)
 	waited := time.Since(start)
+	var exit *State
+	if err != nil && wctx.Err() == nil && !expectsExit(s) {
+		// The strategy failed by itself (a log that ended, a refused
+		// connection): the container may just have exited, and Docker's
+		// wait API reports it a moment later. Give the report a short grace.
+		select {
+		case st := <-exited:
+			exit = &st
+		case <-time.After(exitGrace):
+		}
+	}
 	cancel()
 	watcher.Wait()
 	if err == nil {
 		return nil
 	}
-	var exit *State
-	select {
-	case st := <-exited:
-		exit = &st
-	default:
+	if exit == nil {
+		select {
+		case st := <-exited:
+			exit = &st
+		default:
+		}
 	}
 	return diagnose(ctx, s, t, err, waited, exit)
 }
