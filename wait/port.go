@@ -26,6 +26,11 @@ const (
 	// must stay open, silent, to count as "the app listens": the proxy
 	// closes it at once when nothing listens behind it.
 	proxyReadWindow = 50 * time.Millisecond
+	// proxyConfirmWindow is how long after the dial a connection that stayed
+	// silent through the first window must still be open: under load the
+	// proxy has been seen to take 51–61 ms to close a connection it cannot
+	// forward, so one silent window alone is not proof.
+	proxyConfirmWindow = 250 * time.Millisecond
 )
 
 // PortStrategy waits until a container port is published and the app in
@@ -55,11 +60,13 @@ type PortStrategy struct {
 // the container port: the connect is refused until the app listens. If
 // they are not reachable after all (the connect times out or finds no
 // route), or there are none (Docker Desktop, a remote daemon), it connects
-// to the published host port instead and reads with a 50 ms deadline: the
-// proxy closes the connection at once while nothing listens behind it,
-// whereas an app keeps it open (or sends a greeting), so readiness is
-// seen 50 ms late on that path. The path that works is remembered for the
-// rest of the wait.
+// to the published host port instead and reads: the proxy closes the
+// connection while nothing listens behind it, whereas an app keeps it open
+// (or sends a greeting). Data at once means ready; a connection still open
+// and silent 50 ms and again 250 ms after the dial means ready (a loaded
+// proxy has been seen to take 60 ms to close), so readiness is seen up to
+// 250 ms late on that path. The path that works is remembered for the rest
+// of the wait.
 //
 // For UDP and SCTP ports it only checks that the port is published: there
 // is no connection to observe. A port that is never published (not
@@ -200,25 +207,38 @@ func (s PortStrategy) probeProxy(ctx context.Context, addr string) error {
 	if window == 0 {
 		window = proxyReadWindow
 	}
-	if err := conn.SetReadDeadline(time.Now().Add(window)); err != nil {
-		return err
-	}
+	dialed := time.Now()
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	var b [1]byte
-	_, err = conn.Read(b[:])
-	var ne net.Error
-	switch {
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case err == nil:
-		return nil // the app spoke first
-	case errors.As(err, &ne) && ne.Timeout():
-		return nil // open and silent: an app listens
-	case err == io.EOF || errors.Is(err, syscall.ECONNRESET):
-		return fmt.Errorf("%s accepted the connection and closed it at once: nothing listens behind Docker's port proxy yet", addr)
+	// Two silent windows: the first (window after the dial) answers fast in
+	// the common case; a connection still open and silent at the second
+	// (proxyConfirmWindow after the dial, or 5 windows for the tests' short
+	// ones) is certainly held by an app.
+	confirm := max(proxyConfirmWindow, 5*window)
+	if s.readWindow != 0 {
+		confirm = 5 * window
 	}
-	return fmt.Errorf("read from %s: %w", addr, err)
+	for _, deadline := range []time.Time{dialed.Add(window), dialed.Add(confirm)} {
+		if err := conn.SetReadDeadline(deadline); err != nil {
+			return err
+		}
+		var b [1]byte
+		_, err = conn.Read(b[:])
+		var ne net.Error
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err == nil:
+			return nil // the app spoke first
+		case errors.As(err, &ne) && ne.Timeout():
+			continue // open and silent so far
+		case err == io.EOF || errors.Is(err, syscall.ECONNRESET):
+			return fmt.Errorf("%s accepted the connection and closed it at once: nothing listens behind Docker's port proxy yet", addr)
+		default:
+			return fmt.Errorf("read from %s: %w", addr, err)
+		}
+	}
+	return nil // open and silent through both windows: an app listens
 }
 
 func (s PortStrategy) dialContext(ctx context.Context, addr string) (net.Conn, error) {

@@ -19,14 +19,15 @@ import (
 func TestForListeningPortProxy(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name   string
-		handle func(net.Conn)
-		ready  bool
-		reason string
+		name     string
+		handle   func(net.Conn)
+		ready    bool
+		min, max time.Duration // how long ready takes
+		reason   string
 	}{
-		{"accept then close at once", closeAtOnce, false, "the userland proxy with nothing listening behind it"},
-		{"accept and hold", hold, true, "an app that listens keeps the connection open"},
-		{"accept and greet", greet, true, "a server-first protocol sends data"},
+		{"accept then close at once", closeAtOnce, false, 0, 0, "the userland proxy with nothing listening behind it"},
+		{"accept and hold", hold, true, 250 * time.Millisecond, 2 * time.Second, "an app that listens keeps the connection open, through both silent windows"},
+		{"accept and greet", greet, true, 0, 150 * time.Millisecond, "a server-first protocol sends data: ready at once"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -34,10 +35,15 @@ func TestForListeningPortProxy(t *testing.T) {
 			tg := waittest.New()
 			tg.Publish("8080", listen(t, tt.handle)) // no IPs: the proxy path only
 			s := wait.ForListeningPort("8080")
-			took, err := runTimed(t, shortTimeout, s, tg)
+			timeout := shortTimeout
+			if tt.ready {
+				timeout = 5 * time.Second
+			}
+			took, err := runTimed(t, timeout, s, tg)
 			if tt.ready {
 				require.NoError(t, err, tt.reason)
-				require.Less(t, took, shortTimeout/2, tt.reason)
+				require.GreaterOrEqual(t, took, tt.min, tt.reason)
+				require.Less(t, took, tt.max, tt.reason)
 				return
 			}
 			requireTimeout(t, err, s, "accepted the connection and closed it at once")
