@@ -1,12 +1,15 @@
 package heph
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"time"
 
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 )
 
@@ -23,9 +26,9 @@ type LogOptions struct {
 
 // Logs returns a container's output: stdout and stderr demultiplexed into
 // one stream, in the order the daemon recorded them (Docker reads the two
-// from separate pipes, so only the order within each stream is certain). The caller closes the
-// stream; closing it or ending ctx stops a followed stream. A container that
-// does not exist gives ErrContainerNotFound.
+// from separate pipes, so only the order within each stream is certain).
+// The caller closes the stream; closing it or ending ctx stops a followed
+// stream. A container that does not exist gives ErrContainerNotFound.
 func (o *Orchestrator) Logs(ctx context.Context, id string, opts LogOptions) (io.ReadCloser, error) {
 	if opts.Tail < 0 {
 		return nil, invalid("LogOptions.Tail", opts.Tail, "is negative")
@@ -41,24 +44,83 @@ func (o *Orchestrator) Logs(ctx context.Context, id string, opts LogOptions) (io
 	if err != nil {
 		return nil, wrap("read logs of container", o.nameOf(id), err, ErrContainerNotFound)
 	}
-	pr, pw := io.Pipe()
-	go func() {
-		// One writer for both streams keeps their interleaving.
-		_, err := stdcopy.StdCopy(pw, pw, raw)
-		raw.Close()
-		pw.CloseWithError(err)
-	}()
-	return &logStream{PipeReader: pr, raw: raw}, nil
+	return newDemuxReader(raw), nil
 }
 
-// logStream closes the daemon's stream along with the pipe, so a reader that
-// stops early does not leave the copy goroutine blocked.
-type logStream struct {
-	*io.PipeReader
-	raw io.Closer
+// demuxReader strips Docker's stream multiplexing — frames of an 8-byte
+// header (stream, 3 zero bytes, big-endian length) and a payload — and
+// returns the payloads of stdout and stderr as one stream. One Read fills
+// the caller's buffer from as many frames as are already buffered, so
+// reading a log of many short lines costs few calls; it blocks only when it
+// has nothing to return yet.
+type demuxReader struct {
+	r      *bufio.Reader
+	closer io.Closer
+	left   int // payload bytes left in the current frame
 }
 
-func (l *logStream) Close() error {
-	l.raw.Close()
-	return l.PipeReader.Close()
+func newDemuxReader(rc io.ReadCloser) *demuxReader {
+	return &demuxReader{r: bufio.NewReaderSize(rc, 64*1024), closer: rc}
 }
+
+const (
+	frameHeaderLen = 8
+	streamSystem   = 3 // the daemon's own error, as a frame
+)
+
+func (d *demuxReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if d.left == 0 {
+			if n > 0 && d.r.Buffered() < frameHeaderLen {
+				return n, nil // return what we have rather than block
+			}
+			hdr, err := d.r.Peek(frameHeaderLen)
+			if err != nil {
+				if errors.Is(err, io.EOF) && len(hdr) == 0 {
+					return n, io.EOF
+				}
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return n, err
+			}
+			size := int(binary.BigEndian.Uint32(hdr[4:]))
+			stream := hdr[0]
+			_, _ = d.r.Discard(frameHeaderLen)
+			if stream == streamSystem {
+				msg := make([]byte, size)
+				if _, err := io.ReadFull(d.r, msg); err != nil {
+					return n, err
+				}
+				return n, fmt.Errorf("the daemon reported: %s", msg)
+			}
+			if stream > streamSystem {
+				return n, fmt.Errorf("unexpected stream %d in the log stream: is this a TTY container?", stream)
+			}
+			d.left = size
+			continue
+		}
+		want := min(d.left, len(p)-n)
+		if n > 0 {
+			if b := d.r.Buffered(); b == 0 {
+				return n, nil
+			} else if want > b {
+				want = b
+			}
+		}
+		m, err := d.r.Read(p[n : n+want])
+		n += m
+		d.left -= m
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Close closes the daemon's stream.
+func (d *demuxReader) Close() error { return d.closer.Close() }
