@@ -647,7 +647,6 @@ func TestIntegrationForLog(t *testing.T) {
 	})
 }
 
-
 // sdkReadLog reads the container's whole log once through the raw SDK
 // (no follow, to EOF, demultiplexed) and returns how long it took and the
 // bytes read.
