@@ -122,6 +122,9 @@ func NormalizePort(p string) (string, error) {
 	return pp.String(), nil
 }
 
+// hostnameRule says what hostnameLabel accepts, for error messages.
+const hostnameRule = "is not a valid host name: use 1-63 lower-case letters, digits and '-', not starting or ending with '-'"
+
 var (
 	hostnameLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	volumeName    = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
@@ -182,7 +185,7 @@ func (c ContainerConfig) validate() error {
 		}
 	}
 	if c.Service != "" && !hostnameLabel.MatchString(c.Service) {
-		bad("Service", c.Service, "is not a valid host name: use 1-63 lower-case letters, digits and '-', not starting or ending with '-'")
+		bad("Service", c.Service, hostnameRule)
 	}
 	for _, k := range sortedKeys(c.Env) {
 		switch {

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -233,18 +233,12 @@ func (o *Orchestrator) Teardown(ctx context.Context) error {
 	}
 	o.mu.Unlock()
 
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := o.RemoveContainer(ctx, id); !errors.Is(err, ErrContainerNotFound) {
-				errs[i] = err
-			}
-		}()
-	}
-	wg.Wait()
+	errs := eachConcurrently(ids, func(_ int, id string) error {
+		if err := o.RemoveContainer(ctx, id); !errors.Is(err, ErrContainerNotFound) {
+			return err
+		}
+		return nil
+	})
 
 	o.mu.Lock()
 	nets := make([]string, 0, len(o.managedNetworks))
@@ -283,11 +277,7 @@ func (o *Orchestrator) removeSessionVolumes(ctx context.Context) error {
 func (o *Orchestrator) ManagedContainers() map[string]string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	m := make(map[string]string, len(o.managedContainers))
-	for k, v := range o.managedContainers {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(o.managedContainers)
 }
 
 func (o *Orchestrator) track(id, name string) {

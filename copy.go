@@ -28,7 +28,7 @@ func (o *Orchestrator) CopyToContainer(ctx context.Context, id, hostPath, contai
 		return invalid("hostPath", hostPath, err.Error())
 	}
 	return o.putArchive(ctx, id, "copy "+quote(hostPath)+" into container", func(tw *tar.Writer) error {
-		return tarTree(tw, hostPath, strings.TrimPrefix(path.Clean(containerPath), "/"))
+		return tarTree(tw, hostPath, strings.TrimPrefix(path.Clean(containerPath), "/"), nil)
 	})
 }
 
@@ -71,8 +71,12 @@ func (o *Orchestrator) putArchive(ctx context.Context, id, op string, fill func(
 	return wrap(op, o.nameOf(id), err, ErrContainerNotFound)
 }
 
-// tarTree writes the file or directory at src into tw under the name dst.
-func tarTree(tw *tar.Writer, src, dst string) error {
+// tarTree writes the file or directory at src into tw, each entry named
+// dst joined with its path relative to src (src itself is named dst, and is
+// not written when dst is ""). exclude, when not nil, is asked about every
+// entry below src by its slash-separated relative path: an excluded
+// directory is not walked. Ownership is written as root's.
+func tarTree(tw *tar.Writer, src, dst string, exclude func(rel string, isDir bool) (bool, error)) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -81,9 +85,24 @@ func tarTree(tw *tar.Writer, src, dst string) error {
 		if err != nil {
 			return err
 		}
+		rel = filepath.ToSlash(rel)
 		name := dst
 		if rel != "." {
-			name = path.Join(dst, filepath.ToSlash(rel))
+			if exclude != nil {
+				skip, err := exclude(rel, d.IsDir())
+				if err != nil {
+					return err
+				}
+				if skip {
+					if d.IsDir() {
+						return filepath.SkipDir
+					}
+					return nil
+				}
+			}
+			name = path.Join(dst, rel)
+		} else if dst == "" {
+			return nil
 		}
 		info, err := d.Info()
 		if err != nil {

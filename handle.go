@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"sort"
 	"strconv"
@@ -104,11 +105,7 @@ func (c *Container) Endpoint(port string) string {
 func (c *Container) Ports() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := make(map[string]int, len(c.ports))
-	for k, v := range c.ports {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(c.ports)
 }
 
 // IP returns the container's address on the named network, "" when it is

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -242,59 +241,15 @@ func tarContext(contextDir string, w io.Writer) error {
 	}
 
 	tw := tar.NewWriter(w)
-	err = filepath.WalkDir(contextDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	err = tarTree(tw, contextDir, "", func(rel string, isDir bool) (bool, error) {
+		if rel == "Dockerfile" || rel == ".dockerignore" {
+			return false, nil // the daemon needs them, whatever the patterns say
 		}
-		rel, err := filepath.Rel(contextDir, p)
-		if err != nil || rel == "." {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		if rel != "Dockerfile" && rel != ".dockerignore" {
-			skip, err := pm.MatchesOrParentMatches(rel)
-			if err != nil {
-				return err
-			}
-			if skip {
-				if d.IsDir() && !pm.Exclusions() {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		link := ""
-		if info.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		hdr, err := tar.FileInfoHeader(info, link)
-		if err != nil {
-			return err
-		}
-		hdr.Name = rel
-		if d.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if !info.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
+		skip, err := pm.MatchesOrParentMatches(rel)
+		// An ignored directory may still hold files an exception
+		// (!pattern) brings back: then it is sent, and its files are
+		// judged one by one.
+		return skip && !(isDir && pm.Exclusions()), err
 	})
 	if err != nil {
 		return err

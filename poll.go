@@ -2,6 +2,7 @@ package heph
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -42,3 +43,19 @@ func (e *ctxError) Unwrap() []error { return []error{e.ctx, e.last} }
 
 // permanent stops poll at once with err.
 func permanent(err error) error { return backoff.Permanent(err) }
+
+// eachConcurrently calls f for every item at once and returns their errors,
+// in the order of items (nil where f succeeded), when all have returned.
+func eachConcurrently[T any](items []T, f func(i int, item T) error) []error {
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for i, item := range items {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(i, item)
+		}()
+	}
+	wg.Wait()
+	return errs
+}

@@ -99,7 +99,7 @@ func (r ContainerRequest) fail(option string, value any, reason string) Containe
 func (r ContainerRequest) WithName(service string) ContainerRequest {
 	r = r.clone()
 	if !hostnameLabel.MatchString(service) {
-		return r.fail("WithName", service, "is not a valid host name: use 1-63 lower-case letters, digits and '-', not starting or ending with '-'")
+		return r.fail("WithName", service, hostnameRule)
 	}
 	r.cfg.Service = service
 	return r

@@ -87,18 +87,13 @@ func StartAll(t testing.TB, reqs ...ContainerRequest) []*Container {
 	t.Helper()
 	st := stateOf(t)
 	cs := make([]*Container, len(reqs))
-	errs := make([]error, len(reqs))
-	var wg sync.WaitGroup
-	for i, r := range reqs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if cs[i], errs[i] = st.start(r); errs[i] != nil {
-				errs[i] = fmt.Errorf("start %s: %w", r, errs[i])
-			}
-		}()
-	}
-	wg.Wait()
+	errs := eachConcurrently(reqs, func(i int, r ContainerRequest) error {
+		var err error
+		if cs[i], err = st.start(r); err != nil {
+			return fmt.Errorf("start %s: %w", r, err)
+		}
+		return nil
+	})
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("heph: %v", err)
 	}
@@ -370,16 +365,7 @@ func (st *testState) teardown() {
 		return
 	}
 
-	errs := make([]error, len(containers))
-	var wg sync.WaitGroup
-	for i, c := range containers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = c.Terminate(ctx)
-		}()
-	}
-	wg.Wait()
+	errs := eachConcurrently(containers, func(_ int, c *Container) error { return c.Terminate(ctx) })
 	for _, err := range errs {
 		if err != nil {
 			st.t.Errorf("heph: teardown: %v", err)

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"strings"
-	"sync"
 )
 
 const (
@@ -136,14 +135,7 @@ func (s LogStrategy) Wait(ctx context.Context, t Target) error {
 	if err != nil {
 		return err
 	}
-	// Close the stream when ctx ends, whether or not the target does.
-	var once sync.Once
-	closeLog := func() { once.Do(func() { rc.Close() }) }
-	stop := context.AfterFunc(ctx, closeLog)
-	defer func() {
-		stop()
-		closeLog()
-	}()
+	defer closeWhenDone(ctx, rc)()
 
 	n, err := s.count(rc)
 	switch {

@@ -288,13 +288,7 @@ func logTail(ctx context.Context, t Target, n int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var once sync.Once
-	closeLog := func() { once.Do(func() { rc.Close() }) }
-	stop := context.AfterFunc(ctx, closeLog)
-	defer func() {
-		stop()
-		closeLog()
-	}()
+	defer closeWhenDone(ctx, rc)()
 	br := bufio.NewReaderSize(rc, 4096)
 	var (
 		lines []string
@@ -336,4 +330,17 @@ func logTail(ctx context.Context, t Target, n int) ([]string, error) {
 func trimEOL(b []byte) []byte {
 	b = bytes.TrimSuffix(b, []byte("\n"))
 	return bytes.TrimSuffix(b, []byte("\r"))
+}
+
+// closeWhenDone closes rc as soon as ctx ends — a blocked Read returns then,
+// whether or not the Target honours ctx itself — and returns the function
+// that closes it at the latest (call it when done with rc).
+func closeWhenDone(ctx context.Context, rc io.Closer) (closeNow func()) {
+	var once sync.Once
+	closeRC := func() { once.Do(func() { rc.Close() }) }
+	stop := context.AfterFunc(ctx, closeRC)
+	return func() {
+		stop()
+		closeRC()
+	}
 }
