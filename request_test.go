@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -194,169 +195,167 @@ func TestInvalidEnvironmentIsReportedAtStart(t *testing.T) {
 	}
 }
 
-// expectStart sets the mock up for one container's happy path on a fresh
-// test network and records the order of the calls in *order.
-func expectStart(m *mockAPI, order *[]string, mu *sync.Mutex) {
-	rec := func(name string) func(mock.Arguments) {
-		return func(mock.Arguments) {
-			mu.Lock()
-			*order = append(*order, name)
-			mu.Unlock()
-		}
+// harness is a mocked default Orchestrator and a fake test, with the
+// mock's calls of interest recorded in order.
+type harness struct {
+	o  *Orchestrator
+	m  *mockAPI
+	ft *fakeT
+
+	mu    sync.Mutex
+	order []string
+}
+
+// newHarness expects a test network ("net1") and images that are present;
+// the test adds the rest.
+func newHarness(t *testing.T) *harness {
+	o, m := newMocked()
+	useDefault(t, o)
+	h := &harness{o: o, m: m, ft: newFakeT(t, "TestUser")}
+	m.On("NetworkCreate", anyCtx, mock.Anything, mock.Anything).Run(h.record("network create")).Return(client.NetworkCreateResult{ID: "net1"}, nil)
+	m.On("ImageInspect", anyCtx, mock.Anything).Run(h.record("image inspect")).Return(client.ImageInspectResult{}, nil)
+	return h
+}
+
+// record returns a mock Run function that appends name to the order.
+func (h *harness) record(name string) func(mock.Arguments) {
+	return func(mock.Arguments) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.order = append(h.order, name)
 	}
-	m.On("NetworkCreate", anyCtx, mock.Anything, mock.Anything).Run(rec("network create")).Return(client.NetworkCreateResult{ID: "net1"}, nil)
-	m.On("ImageInspect", anyCtx, mock.Anything).Run(rec("image inspect")).Return(client.ImageInspectResult{}, nil)
-	m.On("ContainerCreate", anyCtx, mock.Anything).Run(rec("container create")).Return(client.ContainerCreateResult{ID: testID}, nil)
+}
+
+// expectCreate makes ContainerCreate return these IDs, in turn.
+func (h *harness) expectCreate(ids ...string) {
+	for _, id := range ids {
+		h.m.On("ContainerCreate", anyCtx, mock.Anything).Run(h.record("container create")).Return(client.ContainerCreateResult{ID: id}, nil).Once()
+	}
+}
+
+// expectRunning makes every container start and inspect as state.
+func (h *harness) expectRunning(state container.State) {
+	h.m.On("ContainerStart", anyCtx, mock.Anything, mock.Anything).Return(client.ContainerStartResult{}, nil)
+	h.m.On("ContainerInspect", anyCtx, mock.Anything, mock.Anything).Return(client.ContainerInspectResult{Container: container.InspectResponse{
+		State: &state, Config: &container.Config{Image: "app"},
+	}}, nil)
+}
+
+// expectRemove expects the removal of a container and returns err for it.
+func (h *harness) expectRemove(id string, err error) {
+	h.m.On("ContainerRemove", anyCtx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}).
+		Run(h.record("remove "+id)).Return(client.ContainerRemoveResult{}, err).Once()
+}
+
+// expectNetworkRemove expects the removal of the test network.
+func (h *harness) expectNetworkRemove(err error) {
+	h.m.On("NetworkRemove", anyCtx, "net1", mock.Anything).Run(h.record("remove network")).Return(client.NetworkRemoveResult{}, err).Once()
+}
+
+func (h *harness) recorded() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.order)
 }
 
 func TestCleanupIsRegisteredBeforeTheFirstDockerCallAndRemovesAFailedStart(t *testing.T) {
 	o, m := newMocked()
 	useDefault(t, o)
-	ft := newFakeT(t, "TestUser")
-	var order []string
-	var mu sync.Mutex
+	h := &harness{o: o, m: m, ft: newFakeT(t, "TestUser")}
 	m.On("NetworkCreate", anyCtx, mock.Anything, mock.Anything).Run(func(mock.Arguments) {
-		ft.mu.Lock()
-		defer ft.mu.Unlock()
-		require.Len(t, ft.cleanups, 1, "the cleanup exists before the first Docker call")
+		h.ft.mu.Lock()
+		defer h.ft.mu.Unlock()
+		require.Len(t, h.ft.cleanups, 1, "the cleanup exists before the first Docker call")
 	}).Return(client.NetworkCreateResult{ID: "net1"}, nil)
-	expectStart(m, &order, &mu)
+	m.On("ImageInspect", anyCtx, mock.Anything).Return(client.ImageInspectResult{}, nil)
+	h.expectCreate(testID)
 	m.On("ContainerStart", anyCtx, testID, mock.Anything).Return(client.ContainerStartResult{}, cerrdefs.ErrInvalidArgument.WithMessage(`exec: "/nope": no such file`))
 	m.On("ContainerInspect", anyCtx, testID, mock.Anything).Return(client.ContainerInspectResult{Container: container.InspectResponse{
 		ID: testID, Name: "/heph-app-00000000", State: &container.State{Status: container.StateCreated, Error: `exec: "/nope": no such file`},
 		Config: &container.Config{Image: "app"},
 	}}, nil)
 	m.On("ContainerLogs", anyCtx, testID, mock.Anything).Return(nopLogs(""), nil)
-	m.On("ContainerRemove", anyCtx, testID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}).Run(func(mock.Arguments) {
-		mu.Lock()
-		order = append(order, "container remove")
-		mu.Unlock()
-	}).Return(client.ContainerRemoveResult{}, nil)
-	m.On("NetworkRemove", anyCtx, "net1", mock.Anything).Run(func(mock.Arguments) {
-		mu.Lock()
-		order = append(order, "network remove")
-		mu.Unlock()
-	}).Return(client.NetworkRemoveResult{}, nil)
+	h.expectRemove(testID, nil)
+	h.expectNetworkRemove(nil)
 
-	ft.run(func(t testing.TB) { NewContainer("app").Start(t) })
-	require.Contains(t, ft.fatal, `heph: start app (service "app"): heph: start container "heph-app-`)
-	require.Contains(t, ft.fatal, "no such file")
-	require.Equal(t, []string{"image inspect", "container create", "container remove", "network remove"}, order[len(order)-4:],
+	h.ft.run(func(t testing.TB) { NewContainer("app").Start(t) })
+	require.Contains(t, h.ft.fatal, `heph: start app (service "app"): heph: start container "heph-app-`)
+	require.Contains(t, h.ft.fatal, "no such file")
+	require.Equal(t, []string{"container create", "remove " + testID, "remove network"}, h.recorded(),
 		"the failed container is removed by the cleanup, then the network")
 	m.AssertExpectations(t)
 	require.Empty(t, o.ManagedContainers())
 }
 
 func TestTeardownRemovesContainersThenNetworkAndReportsErrors(t *testing.T) {
-	o, m := newMocked()
-	useDefault(t, o)
-	ft := newFakeT(t, "TestUser")
-	var order []string
-	var mu sync.Mutex
-	expectStart(m, &order, &mu)
-	m.ExpectedCalls = m.ExpectedCalls[:len(m.ExpectedCalls)-1] // two containers: distinct IDs
-	m.On("ContainerCreate", anyCtx, mock.Anything).Return(client.ContainerCreateResult{ID: "c1"}, nil).Once()
-	m.On("ContainerCreate", anyCtx, mock.Anything).Return(client.ContainerCreateResult{ID: "c2"}, nil).Once()
-	m.On("ContainerStart", anyCtx, mock.Anything, mock.Anything).Return(client.ContainerStartResult{}, nil)
-	m.On("ContainerInspect", anyCtx, mock.Anything, mock.Anything).Return(client.ContainerInspectResult{Container: container.InspectResponse{
-		State: &container.State{Status: container.StateRunning},
-	}}, nil)
-	m.On("ContainerRemove", anyCtx, "c1", mock.Anything).Run(func(mock.Arguments) {
-		mu.Lock()
-		order = append(order, "remove c1")
-		mu.Unlock()
-	}).Return(client.ContainerRemoveResult{}, nil)
-	m.On("ContainerRemove", anyCtx, "c2", mock.Anything).Run(func(mock.Arguments) {
-		mu.Lock()
-		order = append(order, "remove c2")
-		mu.Unlock()
-	}).Return(client.ContainerRemoveResult{}, errors.New("device or resource busy"))
-	m.On("NetworkRemove", anyCtx, "net1", mock.Anything).Run(func(mock.Arguments) {
-		mu.Lock()
-		order = append(order, "remove network")
-		mu.Unlock()
-	}).Return(client.NetworkRemoveResult{}, cerrdefs.ErrConflict.WithMessage("network has active endpoints"))
+	h := newHarness(t)
+	h.expectCreate("c1", "c2")
+	h.expectRunning(container.State{Status: container.StateRunning})
+	h.expectRemove("c1", nil)
+	h.expectRemove("c2", errors.New("device or resource busy"))
+	h.expectNetworkRemove(cerrdefs.ErrConflict.WithMessage("network has active endpoints"))
 
-	ft.run(func(t testing.TB) {
+	h.ft.run(func(t testing.TB) {
 		NewContainer("app").WithName("a").Start(t)
 		NewContainer("app").WithName("b").Start(t)
 	})
-	require.Empty(t, ft.fatal)
+	require.Empty(t, h.ft.fatal)
+	order := h.recorded()
 	require.ElementsMatch(t, []string{"remove c1", "remove c2"}, order[len(order)-3:len(order)-1])
 	require.Equal(t, "remove network", order[len(order)-1], "containers first, then the network")
-	require.Len(t, ft.errors, 2)
-	require.Contains(t, ft.errors[0], `heph: teardown: heph: remove container "heph-b-`)
-	require.Contains(t, ft.errors[0], "device or resource busy")
-	require.Contains(t, ft.errors[1], `heph: teardown: heph: remove network "heph-net-`)
+	require.Len(t, h.ft.errors, 2)
+	require.Contains(t, h.ft.errors[0], `heph: teardown: heph: remove container "heph-b-`)
+	require.Contains(t, h.ft.errors[0], "device or resource busy")
+	require.Contains(t, h.ft.errors[1], `heph: teardown: heph: remove network "heph-net-`)
 }
 
 func TestTeardownLogsStateAndLogsOfAFailedTest(t *testing.T) {
-	o, m := newMocked()
-	useDefault(t, o)
-	ft := newFakeT(t, "TestUser")
-	var order []string
-	var mu sync.Mutex
-	expectStart(m, &order, &mu)
-	m.On("ContainerStart", anyCtx, testID, mock.Anything).Return(client.ContainerStartResult{}, nil)
-	m.On("ContainerInspect", anyCtx, testID, mock.Anything).Return(client.ContainerInspectResult{Container: container.InspectResponse{
-		State: &container.State{Status: container.StateExited, ExitCode: 3}, Config: &container.Config{Image: "app"},
-	}}, nil)
+	h := newHarness(t)
+	h.expectCreate(testID)
+	h.expectRunning(container.State{Status: container.StateExited, ExitCode: 3})
 	var logOpts client.ContainerLogsOptions
-	m.On("ContainerLogs", anyCtx, testID, mock.Anything).Run(func(a mock.Arguments) {
+	h.m.On("ContainerLogs", anyCtx, testID, mock.Anything).Run(func(a mock.Arguments) {
 		logOpts = a.Get(2).(client.ContainerLogsOptions)
 	}).Return(nopLogs("starting\nfatal: no config\n"), nil)
-	m.On("ContainerRemove", anyCtx, testID, mock.Anything).Return(client.ContainerRemoveResult{}, nil)
-	m.On("NetworkRemove", anyCtx, "net1", mock.Anything).Return(client.NetworkRemoveResult{}, nil)
+	h.expectRemove(testID, nil)
+	h.expectNetworkRemove(nil)
 
-	ft.run(func(t testing.TB) {
+	h.ft.run(func(t testing.TB) {
 		NewContainer("app").Start(t)
 		t.Errorf("the test failed")
 	})
-	joined := strings.Join(ft.logs, "\n")
+	joined := strings.Join(h.ft.logs, "\n")
 	require.Contains(t, joined, "exited with code 3")
 	require.Contains(t, joined, "| fatal: no config")
 	require.Equal(t, "50", logOpts.Tail)
 }
 
 func TestTeardownIsIdempotentWithTerminate(t *testing.T) {
-	o, m := newMocked()
-	useDefault(t, o)
-	ft := newFakeT(t, "TestUser")
-	var order []string
-	var mu sync.Mutex
-	expectStart(m, &order, &mu)
-	m.On("ContainerStart", anyCtx, testID, mock.Anything).Return(client.ContainerStartResult{}, nil)
-	m.On("ContainerInspect", anyCtx, testID, mock.Anything).Return(client.ContainerInspectResult{Container: container.InspectResponse{
-		State: &container.State{Status: container.StateRunning},
-	}}, nil)
-	m.On("ContainerRemove", anyCtx, testID, mock.Anything).Return(client.ContainerRemoveResult{}, nil).Once()
-	m.On("NetworkRemove", anyCtx, "net1", mock.Anything).Return(client.NetworkRemoveResult{}, nil).Once()
-	ft.run(func(t testing.TB) {
+	h := newHarness(t)
+	h.expectCreate(testID)
+	h.expectRunning(container.State{Status: container.StateRunning})
+	h.expectRemove(testID, nil)
+	h.expectNetworkRemove(nil)
+	h.ft.run(func(t testing.TB) {
 		c := NewContainer("app").Start(t)
 		require.NoError(t, c.Terminate(context.Background()))
 		require.NoError(t, c.Terminate(context.Background()), "twice is fine")
 	})
-	require.Empty(t, ft.errors)
-	m.AssertNumberOfCalls(t, "ContainerRemove", 1)
+	require.Empty(t, h.ft.errors)
+	h.m.AssertNumberOfCalls(t, "ContainerRemove", 1)
 }
 
 func TestGracefulStopStopsBeforeRemoving(t *testing.T) {
-	o, m := newMocked()
-	useDefault(t, o)
-	ft := newFakeT(t, "TestUser")
-	var order []string
-	var mu sync.Mutex
-	expectStart(m, &order, &mu)
-	m.On("ContainerStart", anyCtx, testID, mock.Anything).Return(client.ContainerStartResult{}, nil)
-	m.On("ContainerInspect", anyCtx, testID, mock.Anything).Return(client.ContainerInspectResult{Container: container.InspectResponse{
-		State: &container.State{Status: container.StateRunning},
-	}}, nil)
+	h := newHarness(t)
+	h.expectCreate(testID)
+	h.expectRunning(container.State{Status: container.StateRunning})
 	three := 3
-	m.On("ContainerStop", anyCtx, testID, client.ContainerStopOptions{Timeout: &three}).Return(client.ContainerStopResult{}, nil).Once()
-	m.On("ContainerRemove", anyCtx, testID, mock.Anything).Return(client.ContainerRemoveResult{}, nil).Once()
-	m.On("NetworkRemove", anyCtx, "net1", mock.Anything).Return(client.NetworkRemoveResult{}, nil)
-	ft.run(func(t testing.TB) { NewContainer("app").WithGracefulStop(3 * time.Second).Start(t) })
-	m.AssertExpectations(t)
+	h.m.On("ContainerStop", anyCtx, testID, client.ContainerStopOptions{Timeout: &three}).Run(h.record("stop")).Return(client.ContainerStopResult{}, nil).Once()
+	h.expectRemove(testID, nil)
+	h.expectNetworkRemove(nil)
+	h.ft.run(func(t testing.TB) { NewContainer("app").WithGracefulStop(3 * time.Second).Start(t) })
+	h.m.AssertExpectations(t)
+	require.Equal(t, []string{"stop", "remove " + testID, "remove network"}, h.recorded()[3:])
 }
 
 func TestMappedPortOfAPortNeverExposed(t *testing.T) {
