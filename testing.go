@@ -293,17 +293,17 @@ func (st *testState) followLogs(c *Container) {
 	st.logs.Add(1)
 	go func() {
 		defer st.logs.Done()
-		r, err := c.o.Logs(st.logCtx, c.id, LogOptions{Follow: true})
-		if err != nil {
-			if st.logCtx.Err() == nil {
-				st.t.Logf("heph: [%s] cannot follow logs: %v", c.service, err)
-			}
-			return
+		logLine := func(line string) { st.t.Logf("[%s] %s", c.service, line) }
+		printed := 0
+		if r, err := c.o.Logs(st.logCtx, c.id, LogOptions{Follow: true}); err == nil {
+			printed = logLines(r, logLine)
+			r.Close()
+		} else if st.logCtx.Err() == nil {
+			st.t.Logf("heph: [%s] cannot follow logs: %v", c.service, err)
 		}
-		defer r.Close()
-		lines := logLines(r, func(line string) { st.t.Logf("[%s] %s", c.service, line) })
-		// Stopping the stream at teardown may cut it short of what the
-		// container wrote: read the rest once, without following.
+		// The teardown may stop (or even forestall) the stream before it
+		// delivered all the container wrote: read the rest once, without
+		// following.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		rest, err := c.o.Logs(ctx, c.id, LogOptions{})
@@ -311,13 +311,12 @@ func (st *testState) followLogs(c *Container) {
 			return
 		}
 		defer rest.Close()
-		skip := lines
 		logLines(rest, func(line string) {
-			if skip > 0 {
-				skip--
+			if printed > 0 {
+				printed--
 				return
 			}
-			st.t.Logf("[%s] %s", c.service, line)
+			logLine(line)
 		})
 	}()
 }

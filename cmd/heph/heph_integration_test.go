@@ -104,8 +104,8 @@ func TestDoctorAgainstTheDaemon(t *testing.T) {
 			require.Equal(t, 0, status, "stderr: %s", errOut)
 			require.Contains(t, out, "heph's tests can run here")
 
-			status, out, _ = hephCmd(t, bin, tc.env, "doctor", "--json")
-			require.Equal(t, 0, status)
+			status, out, errOut = hephCmd(t, bin, tc.env, "doctor", "--json")
+			require.Equal(t, 0, status, "stdout: %s\nstderr: %s", out, errOut)
 			var r doctorReport
 			require.NoError(t, json.Unmarshal([]byte(out), &r))
 			require.True(t, r.OK)
