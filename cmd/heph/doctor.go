@@ -167,13 +167,16 @@ func (e env) runChecks(ctx context.Context) []check {
 		return append(checks, leftovers(ctx, o))
 	}
 
-	netw, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
+	// While tests hold every address pool, wait a little for one to free.
+	nctx, ncancel := context.WithTimeout(ctx, 30*time.Second)
+	netw, err := heph.NewNetwork(nctx, o)
+	ncancel()
 	if err != nil {
 		add("network", statusFail, err.Error(), networkFix(err))
 		checks = skipRest("needs a network", "image", "container", "port")
 		return finish()
 	}
-	add("network", statusOK, "created "+netw.Name, "")
+	add("network", statusOK, "created "+netw.Name(), "")
 
 	start := time.Now()
 	img, err := buildProbeImage(ctx, o, d)
@@ -194,7 +197,7 @@ func (e env) runChecks(ctx context.Context) []check {
 		Service:      "doctor",
 		Cmd:          []string{"doctor-probe"},
 		ExposedPorts: []string{"8080/tcp"},
-		Networks:     []string{netw.Name},
+		Networks:     []string{netw.Name()},
 	})
 	if err == nil {
 		err = o.StartContainer(ctx, id)
@@ -210,7 +213,7 @@ func (e env) runChecks(ctx context.Context) []check {
 		checks = skipRest("needs the container", "port")
 		return finish()
 	}
-	add("container", statusOK, fmt.Sprintf("started %s from it on %s", info.Name, netw.Name), "")
+	add("container", statusOK, fmt.Sprintf("started %s from it on %s", info.Name, netw.Name()), "")
 	checks = append(checks, portCheck(ctx, info, o.DaemonHost()))
 	return finish()
 }

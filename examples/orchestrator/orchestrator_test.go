@@ -37,13 +37,13 @@ func TestTwoServicesByHand(t *testing.T) {
 	}()
 
 	image := testenv.Image(t) // your image here, e.g. "myorg/api:latest"
-	net, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
+	net, err := heph.NewNetwork(ctx, o) // retries while Docker's address pools are all in use
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, svc := range []heph.ContainerConfig{
-		{Image: image, Service: "api", Cmd: []string{"-http", ":8080"}, Networks: []string{net.Name}},
-		{Image: image, Service: "client", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}, Networks: []string{net.Name}},
+		{Image: image, Service: "api", Cmd: []string{"-http", ":8080"}, Networks: []string{net.Name()}},
+		{Image: image, Service: "client", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}, Networks: []string{net.Name()}},
 	} {
 		id, err := o.CreateContainer(ctx, svc)
 		if err != nil {

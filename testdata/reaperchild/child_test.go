@@ -71,13 +71,13 @@ func TestChild(t *testing.T) {
 		return
 	}
 
-	net, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
+	net, err := heph.NewNetwork(ctx, o) // waits while other tests hold every address pool
 	if err != nil {
 		t.Fatal(err)
 	}
-	start(heph.ContainerConfig{Service: "web", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}, Networks: []string{net.Name}})
-	start(heph.ContainerConfig{Service: "stubborn", Cmd: []string{"-ignore-sigterm", "-http", ":8080"}, Networks: []string{net.Name}})
-	start(heph.ContainerConfig{Service: "data", Cmd: []string{"-write", "/data/x=1"}, Networks: []string{net.Name},
+	start(heph.ContainerConfig{Service: "web", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}, Networks: []string{net.Name()}})
+	start(heph.ContainerConfig{Service: "stubborn", Cmd: []string{"-ignore-sigterm", "-http", ":8080"}, Networks: []string{net.Name()}})
+	start(heph.ContainerConfig{Service: "data", Cmd: []string{"-write", "/data/x=1"}, Networks: []string{net.Name()},
 		Mounts: []heph.Mount{{Type: heph.MountVolume, Source: "heph-reapvol-" + o.Session()[:8], Target: "/data"}}})
 	announce()
 
