@@ -36,7 +36,7 @@ func TestTwoServicesByHand(t *testing.T) {
 		}
 	}()
 
-	image := testenv.Image(t) // your image here, e.g. "myorg/api:latest"
+	image := testenv.Image(t)           // your image here, e.g. "myorg/api:latest"
 	net, err := heph.NewNetwork(ctx, o) // retries while Docker's address pools are all in use
 	if err != nil {
 		t.Fatal(err)
