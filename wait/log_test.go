@@ -39,8 +39,7 @@ func TestForLogReady(t *testing.T) {
 			tg := waittest.New()
 			go func() {
 				for _, l := range tt.lines {
-					time.Sleep(5 * time.Millisecond)
-					tg.Log(l)
+					tg.Log(l) // while the strategy follows the log
 				}
 				tg.Write([]byte(tt.raw))
 				tg.EndLog()

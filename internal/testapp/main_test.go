@@ -25,14 +25,29 @@ import (
 
 // syncBuffer is a bytes.Buffer safe for a writer and a polling reader.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{} // closed and replaced on every write
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.written != nil {
+		close(s.written)
+		s.written = nil
+	}
 	return s.b.Write(p)
+}
+
+// next returns the buffer's content and a channel closed at the next write.
+func (s *syncBuffer) next() (string, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.written == nil {
+		s.written = make(chan struct{})
+	}
+	return s.b.String(), s.written
 }
 
 func (s *syncBuffer) String() string {
@@ -80,15 +95,19 @@ func (p *proc) wait(t *testing.T) int {
 func waitFor(t *testing.T, buf *syncBuffer, re string) []string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := rx.FindStringSubmatch(buf.String()); m != nil {
+	timeout := time.After(5 * time.Second)
+	for {
+		text, written := buf.next()
+		if m := rx.FindStringSubmatch(text); m != nil {
 			return m
 		}
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case <-written:
+		case <-timeout:
+			t.Fatalf("no match for %q in:\n%s", re, buf)
+			return nil
+		}
 	}
-	t.Fatalf("no match for %q in:\n%s", re, buf)
-	return nil
 }
 
 // listenAddr waits for the listening line of proto and returns the address.
