@@ -44,20 +44,27 @@ func ExampleOrchestrator() {
 	fmt.Printf("redis at %s:%d\n", p.HostIP, p.HostPort)
 }
 
-// Invalid configurations are refused before any Docker call, naming the field
-// and the value.
-func ExampleOrchestrator_CreateContainer_invalid() {
-	o, err := heph.NewOrchestrator()
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer o.Close()
-	_, err = o.CreateContainer(context.Background(), heph.ContainerConfig{
-		Image:        "redis:7",
-		ExposedPorts: []string{"6379/xyz"},
-	})
+// Invalid options are refused before any Docker call — here before an
+// Orchestrator is even needed — naming the option and the value.
+func ExampleContainerRequest_Run_invalid() {
+	_, err := heph.NewContainer("redis:7").WithExposedPorts("6379/xyz").Run(context.Background(), nil)
 	fmt.Println(errors.Is(err, heph.ErrInvalidConfig))
 	fmt.Println(err)
+	// Output:
+	// true
+	// heph: invalid configuration: WithExposedPorts("6379/xyz"): protocol "xyz" is not tcp, udp or sctp
+}
+
+// A request is an immutable value: a template that tests branch.
+func ExampleNewContainer() {
+	redis := heph.NewContainer("docker.io/library/redis:7").WithExposedPorts("6379/tcp")
+	cache := redis.WithName("cache").WithEnv("REDIS_ARGS", "--save ''")
+	// In a test: c := cache.Start(t); addr := c.Endpoint("6379/tcp")
+	fmt.Println(redis)
+	fmt.Println(cache)
+	// Output:
+	// docker.io/library/redis:7 (service "redis")
+	// docker.io/library/redis:7 (service "cache")
 }
 
 func ExampleServiceFromImage() {
