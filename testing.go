@@ -349,7 +349,7 @@ func (st *testState) teardown() {
 	if len(containers) == 0 && net == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(st.t.Context()), teardownTimeout) // t.Context() is already cancelled here
 	defer cancel()
 
 	failed := st.t.Failed()
