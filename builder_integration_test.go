@@ -98,8 +98,9 @@ func TestManyTestsEachOnItsOwnNetwork(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		ip, err := other.b.IP(ctx, other.net)
+		info, err := other.b.Inspect(ctx)
 		require.NoError(t, err)
+		ip := info.Networks[other.net].IP
 		require.NotEmpty(t, ip)
 		// Docker isolates bridge networks with iptables rules, but each
 		// network create (other tests and packages make them all the time)
@@ -195,7 +196,7 @@ func TestStopAndStartKeepTheHandlesPortsRight(t *testing.T) {
 	before := c.MappedPort("8080")
 	require.Equal(t, "ok", get(t, "http://"+c.Endpoint("8080")+"/"))
 
-	require.NoError(t, c.Stop(ctx, heph.StopTimeout(time.Second)))
+	require.NoError(t, c.Stop(ctx))
 	info, err := c.Inspect(ctx)
 	require.NoError(t, err)
 	require.Equal(t, heph.StatusExited, info.Status)
@@ -204,7 +205,7 @@ func TestStopAndStartKeepTheHandlesPortsRight(t *testing.T) {
 	after := c.MappedPort("8080")
 	info, err = c.Inspect(ctx)
 	require.NoError(t, err)
-	require.Equal(t, info.Ports["8080/tcp"][0].HostPort, after, "the handle knows the port Docker chose this time")
+	require.Equal(t, int(info.Ports["8080/tcp"][0].Port()), after, "the handle knows the port Docker chose this time")
 	t.Logf("host port before the restart %d, after %d", before, after)
 	resp, err := http.Get("http://" + c.Endpoint("8080") + "/")
 	require.NoError(t, err, "ready right after Start: no retry needed")
@@ -314,7 +315,7 @@ func TestRunAndTerminateWithoutATest(t *testing.T) {
 	t.Parallel()
 	o := testenv.Orchestrator(t)
 	ctx := context.Background()
-	net, err := heph.NewNetwork(ctx, o)
+	net, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
 	require.NoError(t, err)
 	c, err := heph.NewContainer(testenv.Image(t)).WithName("svc").WithCmd("-http", ":8080").WithExposedPorts("8080").
 		WithNetwork(net).WithWaitStrategy(wait.ForListeningPort("8080")).Run(ctx, o)
@@ -331,7 +332,7 @@ func TestRunAndTerminateWithoutATest(t *testing.T) {
 		WithWaitStrategy(wait.ForListeningPort("8080")).WithExposedPorts("8080").Run(ctx, o)
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "3")
-	require.Empty(t, o.ManagedContainers(), "the failed container was removed")
+	require.Empty(t, sessionContainers(t, o), "the failed container was removed")
 }
 
 // TestStartFailureCarriesStateAndLogs: a container that exits while being

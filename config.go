@@ -4,14 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"path/filepath"
-	"regexp"
+	"slices"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
-	"github.com/distribution/reference"
+	"strings"
+
+	"github.com/heph-go/heph/internal/engine"
+	herrs "github.com/heph-go/heph/internal/errs"
+	"github.com/heph-go/heph/internal/port"
+	"github.com/heph-go/heph/internal/rules"
+	"github.com/heph-go/heph/wait"
 )
 
 // ContainerConfig describes a container for Orchestrator.CreateContainer.
@@ -49,6 +52,12 @@ type ContainerConfig struct {
 	Networks []string
 	// PullTimeout bounds the image pull; zero means DefaultPullTimeout.
 	PullTimeout time.Duration
+	// StopTimeout is how long Container.Stop waits after SIGTERM before
+	// SIGKILL; zero means DefaultStopTimeout.
+	StopTimeout time.Duration
+	// WaitStrategy, when set, is what Container.Start waits for before it
+	// returns (see package wait); nil returns once the container runs.
+	WaitStrategy wait.Strategy
 
 	// internalLabels are heph's own labels (heph.test, …) added by layers
 	// above the Orchestrator; they bypass the prefix check.
@@ -83,88 +92,41 @@ type Mount struct {
 	ReadOnly bool
 }
 
-// port is a parsed container port.
-type port struct {
-	num   int
-	proto string
+// NetworkConfig describes a network for Orchestrator.CreateNetwork.
+type NetworkConfig struct {
+	// Labels are added to the network. Keys may not start with "heph.".
+	Labels map[string]string
+	// Internal makes a network without a route to the outside world.
+	Internal bool
+
+	internalLabels map[string]string
 }
 
-func (p port) String() string { return strconv.Itoa(p.num) + "/" + p.proto }
-
-// parsePort parses "8080", "8080/tcp", "53/udp" or "9/sctp".
-func parsePort(s string) (port, error) {
-	num, proto, hasProto := strings.Cut(s, "/")
-	if !hasProto {
-		proto = "tcp"
-	}
-	switch proto {
-	case "tcp", "udp", "sctp":
+// checkMount returns the problem with one mount, naming the part at fault
+// (".Source", ".Target", ".Type"), or "" and nil.
+func checkMount(m Mount) (part string, value string, err error) {
+	switch m.Type {
+	case MountBind:
+		if err := rules.HostPath(m.Source); err != nil {
+			return ".Source", m.Source, err
+		}
+	case MountVolume:
+		if m.Source != "" {
+			if err := rules.Volume(m.Source); err != nil {
+				return ".Source", m.Source, err
+			}
+		}
+	case MountTmpfs:
+		if m.Source != "" {
+			return ".Source", m.Source, errors.New("must be empty for a tmpfs mount")
+		}
 	default:
-		return port{}, fmt.Errorf("protocol %q is not tcp, udp or sctp", proto)
+		return ".Type", string(m.Type), errors.New("is not bind, volume or tmpfs")
 	}
-	n, err := strconv.Atoi(num)
-	if err != nil {
-		return port{}, fmt.Errorf("%q is not a port number", num)
+	if err := rules.ContainerPath(m.Target); err != nil {
+		return ".Target", m.Target, err
 	}
-	if n < 1 || n > 65535 {
-		return port{}, fmt.Errorf("port %d is outside 1-65535", n)
-	}
-	return port{num: n, proto: proto}, nil
-}
-
-// NormalizePort returns a container port in the canonical "8080/tcp" form,
-// or an error matching ErrInvalidConfig when it is malformed.
-func NormalizePort(p string) (string, error) {
-	pp, err := parsePort(p)
-	if err != nil {
-		return "", invalid("port", p, err.Error())
-	}
-	return pp.String(), nil
-}
-
-// hostnameRule says what hostnameLabel accepts, for error messages.
-const hostnameRule = "is not a valid host name: use 1-63 lower-case letters, digits and '-', not starting or ending with '-'"
-
-var (
-	hostnameLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	volumeName    = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
-	userSpec      = regexp.MustCompile(`^[a-zA-Z0-9_.][a-zA-Z0-9_.-]*(:[a-zA-Z0-9_.][a-zA-Z0-9_.-]*)?$`)
-)
-
-// ServiceFromImage derives a service name from an image reference: the last
-// path element of the repository, lower-cased, with every run of characters
-// not allowed in a host name replaced by "-" ("docker.io/library/postgres:16"
-// gives "postgres", "heph-build/testapp:abc" gives "testapp").
-func ServiceFromImage(image string) string {
-	name := image
-	if ref, err := reference.ParseNormalizedNamed(image); err == nil {
-		name = reference.Path(ref)
-	} else {
-		name, _, _ = strings.Cut(name, "@")
-		if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
-			name = name[:i]
-		}
-	}
-	name = path.Base(name)
-	var b strings.Builder
-	dash := false
-	for _, r := range strings.ToLower(name) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
-			dash = false
-		} else if !dash && b.Len() > 0 {
-			b.WriteByte('-')
-			dash = true
-		}
-	}
-	s := strings.TrimRight(b.String(), "-")
-	if len(s) > 40 {
-		s = strings.TrimRight(s[:40], "-")
-	}
-	if s == "" {
-		s = "svc"
-	}
-	return s
+	return "", "", nil
 }
 
 // validate checks every field and returns all problems joined, each matching
@@ -172,65 +134,68 @@ func ServiceFromImage(image string) string {
 // call.
 func (c ContainerConfig) validate() error {
 	var errs []error
-	bad := func(field string, value any, reason string) {
-		errs = append(errs, invalid(field, value, reason))
+	bad := func(field string, value any, err error) {
+		errs = append(errs, invalid(field, value, err.Error()))
 	}
-
-	switch {
-	case strings.TrimSpace(c.Image) == "":
-		bad("Image", c.Image, "is empty")
-	default:
-		if _, err := reference.ParseNormalizedNamed(c.Image); err != nil {
-			bad("Image", c.Image, "is not a valid image reference: "+err.Error())
+	if err := rules.Image(c.Image); err != nil {
+		bad("Image", c.Image, err)
+	}
+	if c.Service != "" {
+		if err := rules.Service(c.Service); err != nil {
+			bad("Service", c.Service, err)
 		}
 	}
-	if c.Service != "" && !hostnameLabel.MatchString(c.Service) {
-		bad("Service", c.Service, hostnameRule)
+	if err := rules.Args(c.Cmd); err != nil {
+		bad("Cmd", len(c.Cmd), err)
+	}
+	if err := rules.Args(c.Entrypoint); err != nil {
+		bad("Entrypoint", len(c.Entrypoint), err)
 	}
 	for _, k := range sortedKeys(c.Env) {
-		switch {
-		case k == "":
-			bad("Env key", k, "is empty")
-		case strings.ContainsAny(k, "=\x00"):
-			bad("Env key", k, `must not contain "=" or NUL`)
+		if err := rules.EnvKey(k); err != nil {
+			bad("Env key", k, err)
 		}
-		if strings.ContainsRune(c.Env[k], 0) {
-			bad("Env["+k+"]", c.Env[k], "must not contain NUL")
+		if err := rules.EnvValue(c.Env[k]); err != nil {
+			bad("Env["+k+"]", "(value not shown)", err)
 		}
 	}
-	if c.WorkingDir != "" && !path.IsAbs(c.WorkingDir) {
-		bad("WorkingDir", c.WorkingDir, "must be an absolute path")
+	if c.WorkingDir != "" {
+		if err := rules.WorkingDir(c.WorkingDir); err != nil {
+			bad("WorkingDir", c.WorkingDir, err)
+		}
 	}
-	if c.User != "" && !userSpec.MatchString(c.User) {
-		bad("User", c.User, `must be "user", "uid", "user:group" or "uid:gid"`)
+	if c.User != "" {
+		if err := rules.User(c.User); err != nil {
+			bad("User", c.User, err)
+		}
 	}
 
-	exposed := map[string]bool{}
+	exposed := map[port.Port]bool{}
 	for _, p := range c.ExposedPorts {
-		pp, err := parsePort(p)
+		pp, err := port.Parse(p)
 		if err != nil {
-			bad("ExposedPorts", p, err.Error())
+			bad("ExposedPorts", p, err)
 			continue
 		}
-		if exposed[pp.String()] {
-			bad("ExposedPorts", p, "is listed twice (as "+pp.String()+")")
+		if exposed[pp] {
+			bad("ExposedPorts", p, fmt.Errorf("is listed twice (as %s)", pp))
 		}
-		exposed[pp.String()] = true
+		exposed[pp] = true
 	}
 	hostPorts := map[int]string{}
 	for _, p := range sortedKeys(c.HostPorts) {
 		hp := c.HostPorts[p]
-		pp, err := parsePort(p)
+		pp, err := port.Parse(p)
 		switch {
 		case err != nil:
-			bad("HostPorts key", p, err.Error())
-		case !exposed[pp.String()]:
-			bad("HostPorts key", p, "is not in ExposedPorts")
+			bad("HostPorts key", p, err)
+		case !exposed[pp]:
+			bad("HostPorts key", p, errors.New("is not in ExposedPorts"))
 		}
 		if hp < 1 || hp > 65535 {
-			bad("HostPorts["+p+"]", hp, "is outside 1-65535")
+			bad("HostPorts["+p+"]", hp, errors.New("is outside 1-65535"))
 		} else if other, dup := hostPorts[hp]; dup && err == nil && other != p {
-			bad("HostPorts["+p+"]", hp, "is also asked for by "+other)
+			bad("HostPorts["+p+"]", hp, errors.New("is also asked for by "+other))
 		}
 		hostPorts[hp] = p
 	}
@@ -238,60 +203,99 @@ func (c ContainerConfig) validate() error {
 	targets := map[string]bool{}
 	for i, m := range c.Mounts {
 		field := fmt.Sprintf("Mounts[%d]", i)
-		switch m.Type {
-		case MountBind:
-			switch {
-			case m.Source == "":
-				bad(field+".Source", m.Source, "is empty (a bind mount needs a host path)")
-			case !filepath.IsAbs(m.Source):
-				bad(field+".Source", m.Source, "must be an absolute host path")
-			}
-		case MountVolume:
-			if m.Source != "" && !volumeName.MatchString(m.Source) {
-				bad(field+".Source", m.Source, "is not a valid volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)")
-			}
-		case MountTmpfs:
-			if m.Source != "" {
-				bad(field+".Source", m.Source, "must be empty for a tmpfs mount")
-			}
-		default:
-			bad(field+".Type", string(m.Type), "is not bind, volume or tmpfs")
+		if part, value, err := checkMount(m); err != nil {
+			bad(field+part, value, err)
+			continue
 		}
-		switch {
-		case m.Target == "":
-			bad(field+".Target", m.Target, "is empty")
-		case !path.IsAbs(m.Target):
-			bad(field+".Target", m.Target, "must be an absolute path in the container")
-		case m.Target == "/":
-			bad(field+".Target", m.Target, "must not be the root directory")
-		case targets[path.Clean(m.Target)]:
-			bad(field+".Target", m.Target, "is mounted twice")
+		if targets[path.Clean(m.Target)] {
+			bad(field+".Target", m.Target, errors.New("is mounted twice"))
 		}
 		targets[path.Clean(m.Target)] = true
 	}
 
 	for _, k := range sortedKeys(c.Labels) {
-		switch {
-		case strings.TrimSpace(k) == "":
-			bad("Labels key", k, "is empty")
-		case strings.HasPrefix(k, labelPrefix):
-			bad("Labels key", k, `uses the "heph." prefix, which is reserved for heph`)
+		if err := rules.LabelKey(k); err != nil {
+			bad("Labels key", k, err)
+		}
+		if err := rules.LabelValue(c.Labels[k]); err != nil {
+			bad("Labels["+k+"]", c.Labels[k], err)
 		}
 	}
 	seenNet := map[string]bool{}
 	for i, n := range c.Networks {
-		switch {
-		case strings.TrimSpace(n) == "":
-			bad(fmt.Sprintf("Networks[%d]", i), n, "is empty")
+		switch err := rules.NetworkName(n); {
+		case err != nil:
+			bad(fmt.Sprintf("Networks[%d]", i), n, err)
 		case seenNet[n]:
-			bad(fmt.Sprintf("Networks[%d]", i), n, "is listed twice")
+			bad(fmt.Sprintf("Networks[%d]", i), n, errors.New("is listed twice"))
 		}
 		seenNet[n] = true
 	}
 	if c.PullTimeout < 0 {
-		bad("PullTimeout", c.PullTimeout, "is negative")
+		bad("PullTimeout", c.PullTimeout, errors.New("is negative"))
+	}
+	if c.StopTimeout < 0 {
+		bad("StopTimeout", c.StopTimeout, errors.New("is negative"))
+	}
+	if c.WaitStrategy != nil {
+		if err := wait.Validate(c.WaitStrategy); err != nil {
+			errs = append(errs, &herrs.InvalidError{What: "WaitStrategy", Reason: strings.TrimPrefix(err.Error(), "wait: ")})
+		}
 	}
 	return errors.Join(errs...)
+}
+
+func (c NetworkConfig) validate() error {
+	var errs []error
+	for _, k := range sortedKeys(c.Labels) {
+		if err := rules.LabelKey(k); err != nil {
+			errs = append(errs, invalid("NetworkConfig.Labels key", k, err.Error()))
+		}
+		if err := rules.LabelValue(c.Labels[k]); err != nil {
+			errs = append(errs, invalid("NetworkConfig.Labels["+k+"]", c.Labels[k], err.Error()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// spec turns a validated config into the container to create, named name,
+// its ports bound to bindIP ("" for every interface).
+func (o *Orchestrator) spec(name, bindIP string, cfg ContainerConfig) engine.ContainerSpec {
+	env := make([]string, 0, len(cfg.Env))
+	for _, k := range sortedKeys(cfg.Env) {
+		env = append(env, k+"="+cfg.Env[k])
+	}
+	hostPorts := map[port.Port]int{}
+	for p, hp := range cfg.HostPorts {
+		pp, _ := port.Parse(p) // validated
+		hostPorts[pp] = hp
+	}
+	var ports []engine.PortSpec
+	for _, p := range cfg.ExposedPorts {
+		pp, _ := port.Parse(p) // validated
+		ports = append(ports, engine.PortSpec{Port: pp, HostIP: bindIP, HostPort: hostPorts[pp]})
+	}
+	mounts := make([]engine.MountSpec, 0, len(cfg.Mounts))
+	for _, m := range cfg.Mounts {
+		ms := engine.MountSpec{Type: string(m.Type), Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly}
+		if m.Type == MountVolume && m.Source != "" {
+			// Applied only when the daemon creates the volume for this mount,
+			// so a pre-existing volume is never claimed by the session.
+			ms.VolumeLabels = o.resourceLabels()
+		}
+		mounts = append(mounts, ms)
+	}
+	s := engine.ContainerSpec{
+		Name: name, Image: cfg.Image, Hostname: cfg.Service,
+		Cmd: slices.Clone(cfg.Cmd), Entrypoint: slices.Clone(cfg.Entrypoint), Env: env,
+		WorkingDir: cfg.WorkingDir, User: cfg.User,
+		Labels: o.resourceLabels(cfg.Labels, cfg.internalLabels, map[string]string{LabelService: cfg.Service}),
+		Ports:  ports, Mounts: mounts,
+	}
+	if len(cfg.Networks) > 0 {
+		s.Network, s.Aliases = cfg.Networks[0], []string{cfg.Service}
+	}
+	return s
 }
 
 func sortedKeys[V any](m map[string]V) []string {

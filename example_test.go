@@ -4,45 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 
 	"github.com/heph-go/heph"
 )
-
-// The Orchestrator is the layer below the test builder: explicit calls, no
-// testing.T, everything removed by Teardown.
-func ExampleOrchestrator() {
-	ctx := context.Background()
-	o, err := heph.NewOrchestrator()
-	if errors.Is(err, heph.ErrDockerUnavailable) {
-		log.Fatal(err) // names every place it looked and what to do
-	}
-	defer o.Close()
-	defer o.Teardown(ctx)
-
-	net, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	id, err := o.CreateContainer(ctx, heph.ContainerConfig{
-		Image:        "redis:7",
-		Service:      "cache",
-		ExposedPorts: []string{"6379/tcp"},
-		Networks:     []string{net.Name},
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := o.StartContainer(ctx, id); err != nil {
-		log.Fatal(err)
-	}
-	info, err := o.InspectContainer(ctx, id)
-	if err != nil {
-		log.Fatal(err)
-	}
-	p := info.Ports["6379/tcp"][0]
-	fmt.Printf("redis at %s:%d\n", p.HostIP, p.HostPort)
-}
 
 // Invalid options are refused before any Docker call — here before an
 // Orchestrator is even needed — naming the option and the value.
@@ -67,20 +31,15 @@ func ExampleNewContainer() {
 	// docker.io/library/redis:7 (service "cache")
 }
 
-func ExampleServiceFromImage() {
-	fmt.Println(heph.ServiceFromImage("docker.io/library/postgres:16"))
-	fmt.Println(heph.ServiceFromImage("127.0.0.1:5000/team/billing_api:dev"))
-	// Output:
-	// postgres
-	// billing-api
-}
-
-func ExampleNormalizePort() {
-	p, _ := heph.NormalizePort("8080")
-	fmt.Println(p)
-	_, err := heph.NormalizePort("8080/xyz")
+// Bad input never panics and is never half-applied: every bad option is
+// reported at Start (or Run), before any Docker call.
+func ExampleContainerRequest_WithEnv() {
+	_, err := heph.NewContainer("postgres:16").
+		WithEnv("POSTGRES_PASSWORD", "s3cret\x00").
+		WithName("Bad_Name").
+		Run(context.Background(), nil)
 	fmt.Println(err)
 	// Output:
-	// 8080/tcp
-	// heph: invalid configuration: port "8080/xyz": protocol "xyz" is not tcp, udp or sctp
+	// heph: invalid configuration: WithEnv("POSTGRES_PASSWORD"): the value must not contain NUL
+	// heph: invalid configuration: WithName("Bad_Name"): is not a valid host name: use 1-63 lower-case letters, digits and '-', not starting or ending with '-'
 }

@@ -1,29 +1,39 @@
 package heph
 
 import (
+	"archive/tar"
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"net"
+	"os"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/heph-go/heph/internal/archive"
+	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/port"
+	"github.com/heph-go/heph/internal/rules"
+	"github.com/heph-go/heph/wait"
 )
 
-// Container is a running container started by ContainerRequest.Start or Run.
-// Its methods are safe for concurrent use. A container started with Start is
-// removed when its test ends; one started with Run is removed by Terminate.
+// Container is a container heph created: by ContainerRequest.Start or Run
+// (started and ready), or by Orchestrator.CreateContainer (created, not yet
+// started). Its methods are safe for concurrent use. A container started
+// with Start is removed when its test ends; any other is removed by
+// Terminate, or by its Orchestrator's Teardown.
 type Container struct {
 	o       *Orchestrator
 	id      string
 	name    string
 	service string
-	req     ContainerRequest
-	t       testing.TB // nil for Run
+	opts    startOptions
+	t       testing.TB // nil but for Start
 
 	mu    sync.Mutex
 	host  string
@@ -31,6 +41,14 @@ type Container struct {
 
 	termMu     sync.Mutex // serialises Terminate
 	terminated bool
+}
+
+// startOptions are what a container keeps of its request.
+type startOptions struct {
+	strategy       wait.Strategy // nil: ready once running
+	startupTimeout time.Duration // 0: none
+	stopTimeout    time.Duration // 0: DefaultStopTimeout
+	graceful       bool          // Terminate stops (stopTimeout) before removing
 }
 
 // ID returns the container's ID.
@@ -43,11 +61,8 @@ func (c *Container) Name() string { return c.name }
 // on its networks.
 func (c *Container) Service() string { return c.service }
 
-// String returns the container's name.
-func (c *Container) String() string { return c.name }
-
 // Host returns the host where the container's published ports are reached:
-// 127.0.0.1 for a local daemon, the host of a tcp:// DOCKER_HOST otherwise.
+// 127.0.0.1 for a local daemon, the daemon's host otherwise.
 func (c *Container) Host() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -69,10 +84,10 @@ func (c *Container) MappedPort(port string) int {
 	return hp
 }
 
-func (c *Container) mappedPort(port string) (int, error) {
-	pp, err := parsePort(port)
+func (c *Container) mappedPort(p string) (int, error) {
+	pp, err := port.Parse(p)
 	if err != nil {
-		return 0, fmt.Errorf("heph: container %s: %w", c.name, invalid("port", port, err.Error()))
+		return 0, fmt.Errorf("heph: container %s: %w", c.name, invalid("port", p, err.Error()))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -101,32 +116,28 @@ func (c *Container) Endpoint(port string) string {
 	return net.JoinHostPort(c.Host(), strconv.Itoa(hp))
 }
 
-// Ports returns every published container port with its host port.
-func (c *Container) Ports() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return maps.Clone(c.ports)
-}
-
-// IP returns the container's address on the named network, "" when it is
-// not on it or not running.
-func (c *Container) IP(ctx context.Context, network string) (string, error) {
-	info, err := c.Inspect(ctx)
-	if err != nil {
-		return "", err
-	}
-	return info.Networks[network].IP, nil
-}
-
 // Inspect returns the container's current state.
 func (c *Container) Inspect(ctx context.Context) (ContainerInfo, error) {
 	return c.o.InspectContainer(ctx, c.id)
 }
 
+// logs returns the container's output, demultiplexed.
+func (c *Container) logs(ctx context.Context, opts engine.LogOptions) (io.ReadCloser, error) {
+	if opts.Tail < 0 {
+		return nil, invalid("log tail", opts.Tail, "is negative")
+	}
+	r, err := c.o.api.ContainerLogs(ctx, c.id, opts)
+	if err != nil {
+		return nil, wrap("read logs of container", c.name, err, ErrContainerNotFound)
+	}
+	return r, nil
+}
+
 // Logs returns everything the container has written so far, stdout and
-// stderr demultiplexed, in the order the daemon recorded them.
+// stderr demultiplexed, in the order the daemon recorded them (Docker reads
+// the two from separate pipes, so only the order within each is certain).
 func (c *Container) Logs(ctx context.Context) (string, error) {
-	r, err := c.o.Logs(ctx, c.id, LogOptions{})
+	r, err := c.logs(ctx, engine.LogOptions{})
 	if err != nil {
 		return "", err
 	}
@@ -142,68 +153,153 @@ func (c *Container) Logs(ctx context.Context) (string, error) {
 // from the start until the container stops or ctx ends. The caller closes
 // the stream.
 func (c *Container) FollowLogs(ctx context.Context) (io.ReadCloser, error) {
-	return c.o.Logs(ctx, c.id, LogOptions{Follow: true})
+	return c.logs(ctx, engine.LogOptions{Follow: true})
 }
 
-// Exec runs cmd in the container (no shell: cmd[0] is the program) and
-// returns its exit code and output. A non-zero exit code is not an error.
+// ExecResult is the outcome of a command run in a container.
+type ExecResult struct {
+	// ExitCode is the command's exit code.
+	ExitCode int
+	// Stdout and Stderr are what the command wrote, demultiplexed.
+	Stdout, Stderr []byte
+}
+
+// Exec runs cmd in the running container (no shell: cmd[0] is the program),
+// waits for it to finish and returns its exit code and output. A non-zero
+// exit code is not an error; failing to run the command is (a program that
+// does not exist in the image, a container that is not running).
 func (c *Container) Exec(ctx context.Context, cmd ...string) (ExecResult, error) {
-	return c.o.Exec(ctx, c.id, cmd...)
+	if len(cmd) == 0 || cmd[0] == "" {
+		return ExecResult{}, invalid("Exec cmd", strings.Join(cmd, " "), "is empty")
+	}
+	if err := rules.Args(cmd); err != nil {
+		return ExecResult{}, invalid("Exec cmd", cmd[0], err.Error())
+	}
+	r, err := c.o.api.Exec(ctx, c.id, cmd)
+	if err != nil {
+		return ExecResult{}, wrap("exec "+fmt.Sprintf("%q", cmd[0])+" in container", c.name, err, ErrContainerNotFound)
+	}
+	return ExecResult(r), nil
 }
 
 // CopyToContainer copies the host file or directory hostPath so that it
-// becomes containerPath in the container (missing parents are created).
+// becomes containerPath (absolute) in the container, running or not.
+// Missing parent directories are created; modes are kept, ownership becomes
+// root's.
 func (c *Container) CopyToContainer(ctx context.Context, hostPath, containerPath string) error {
-	return c.o.CopyToContainer(ctx, c.id, hostPath, containerPath)
+	if err := rules.ContainerPath(containerPath); err != nil {
+		return invalid("containerPath", containerPath, err.Error())
+	}
+	if _, err := os.Lstat(hostPath); err != nil {
+		return invalid("hostPath", hostPath, err.Error())
+	}
+	return c.putArchive(ctx, "copy "+fmt.Sprintf("%q", hostPath)+" into container", func(tw *tar.Writer) error {
+		return archive.WriteTree(tw, hostPath, strings.TrimPrefix(path.Clean(containerPath), "/"), nil)
+	})
+}
+
+// copyFiles writes WithFile files into the container.
+func (c *Container) copyFiles(ctx context.Context, files []fileSpec) error {
+	return c.putArchive(ctx, "copy files into container", func(tw *tar.Writer) error {
+		for _, f := range files {
+			hdr := &tar.Header{
+				Name:     strings.TrimPrefix(path.Clean(f.path), "/"),
+				Mode:     int64(f.mode.Perm()),
+				Size:     int64(len(f.content)),
+				Typeflag: tar.TypeReg,
+				ModTime:  time.Now(),
+			}
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			if _, err := tw.Write(f.content); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// putArchive streams a tar written by fill into the container's root: the
+// daemon creates missing parent directories.
+func (c *Container) putArchive(ctx context.Context, op string, fill func(*tar.Writer) error) error {
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := fill(tw)
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	defer pr.Close()
+	return wrap(op, c.name, c.o.api.CopyTo(ctx, c.id, "/", pr), ErrContainerNotFound)
 }
 
 // CopyFromContainer copies the file or directory containerPath out of the
-// container so that it becomes hostPath (whose parent must exist).
+// container so that it becomes hostPath (whose parent must exist). Regular
+// files, directories, symbolic and hard links are copied with their modes;
+// nothing is ever written outside hostPath.
 func (c *Container) CopyFromContainer(ctx context.Context, containerPath, hostPath string) error {
-	return c.o.CopyFromContainer(ctx, c.id, containerPath, hostPath)
+	if err := rules.ContainerPath(containerPath); err != nil {
+		return invalid("containerPath", containerPath, err.Error())
+	}
+	op := "copy " + fmt.Sprintf("%q", containerPath) + " from container"
+	r, err := c.o.api.CopyFrom(ctx, c.id, containerPath)
+	if err != nil {
+		return wrap(op, c.name, err, ErrContainerNotFound)
+	}
+	defer r.Close()
+	return wrap(op, c.name, archive.Extract(r, hostPath), nil)
 }
 
 // Stop stops the container gracefully: SIGTERM, then SIGKILL after the
-// WithGracefulStop duration, or DefaultStopTimeout (StopTimeout overrides
-// both). The container keeps existing; Start runs it again.
-func (c *Container) Stop(ctx context.Context, opts ...StopOption) error {
-	if c.req.graceful {
-		opts = append([]StopOption{StopTimeout(c.req.gracefulStop)}, opts...)
+// WithGracefulStop duration (or ContainerConfig.StopTimeout), else
+// DefaultStopTimeout. The container keeps existing; Start runs it again.
+// Stopping a stopped container is not an error. ctx should outlive the
+// timeout.
+func (c *Container) Stop(ctx context.Context) error {
+	timeout := c.opts.stopTimeout
+	if timeout == 0 && !c.opts.graceful {
+		timeout = DefaultStopTimeout
 	}
-	return c.o.StopContainer(ctx, c.id, opts...)
+	return wrap("stop container", c.name, c.o.api.ContainerStop(ctx, c.id, timeout), ErrContainerNotFound)
 }
 
-// Start starts a stopped container again and waits with the request's wait
+// Start starts the container (created, or stopped) and waits with its wait
 // strategy until it is ready, bounded by its startup timeout. Docker may
 // publish its ports on new host ports: MappedPort and Endpoint return the
 // new ones afterwards.
 func (c *Container) Start(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, c.req.startupTimeout)
-	defer cancel()
-	if err := c.o.StartContainer(ctx, c.id); err != nil {
-		return err
+	if c.opts.startupTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.startupTimeout)
+		defer cancel()
+	}
+	if err := c.o.api.ContainerStart(ctx, c.id); err != nil {
+		return wrap("start container", c.name, err, ErrContainerNotFound)
 	}
 	return c.ready(ctx)
 }
 
 // ready refreshes the published ports and runs the wait strategy.
 func (c *Container) ready(ctx context.Context) error {
-	info, err := c.o.InspectContainer(ctx, c.id)
+	info, err := c.Inspect(ctx)
 	if err != nil {
 		return err
 	}
 	c.setPorts(info)
-	if c.req.strategy == nil {
+	if c.opts.strategy == nil {
 		return nil
 	}
-	return waitFor(ctx, c.req.strategy, c)
+	return wait.Run(ctx, c.opts.strategy, target{c})
 }
 
 func (c *Container) setPorts(info ContainerInfo) {
 	ports := make(map[string]int, len(info.Ports))
 	for p, bs := range info.Ports {
 		if len(bs) > 0 {
-			ports[p] = bs[0].HostPort
+			ports[p] = int(bs[0].Port())
 		}
 	}
 	c.mu.Lock()
@@ -220,8 +316,8 @@ func (c *Container) Terminate(ctx context.Context) error {
 	if c.terminated {
 		return nil
 	}
-	if c.req.graceful {
-		if err := c.o.StopContainer(ctx, c.id, StopTimeout(c.req.gracefulStop)); err != nil && !isNotFound(err) {
+	if c.opts.graceful {
+		if err := c.Stop(ctx); err != nil && !isNotFound(err) {
 			return err
 		}
 	}
@@ -238,7 +334,7 @@ func (c *Container) describe(ctx context.Context, n int) string {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var b strings.Builder
-	info, err := c.o.InspectContainer(ctx, c.id)
+	info, err := c.Inspect(ctx)
 	if err != nil {
 		fmt.Fprintf(&b, "container %s (service %s): state unknown: %v\n", c.name, c.service, err)
 		return b.String()
@@ -259,7 +355,7 @@ func (c *Container) describe(ctx context.Context, n int) string {
 
 // stateSummary says "running", "exited with code 3 (OOM-killed)", …
 func stateSummary(info ContainerInfo) string {
-	s := info.Status.String()
+	s := string(info.Status)
 	if info.Status == StatusExited || info.Status == StatusDead {
 		s += fmt.Sprintf(" with code %d", info.ExitCode)
 	}
@@ -269,10 +365,10 @@ func stateSummary(info ContainerInfo) string {
 	if info.Error != "" {
 		s += " (error: " + info.Error + ")"
 	}
-	if info.Health != nil {
-		s += ", health " + info.Health.Status
-		if n := len(info.Health.Log); n > 0 {
-			s += ": " + strings.TrimSpace(info.Health.Log[n-1].Output)
+	if info.Health != "" {
+		s += ", health " + info.Health
+		if n := len(info.HealthLog); n > 0 {
+			s += ": " + info.HealthLog[n-1]
 		}
 	}
 	return s
@@ -280,7 +376,7 @@ func stateSummary(info ContainerInfo) string {
 
 // tail returns the container's last n log lines.
 func (c *Container) tail(ctx context.Context, n int) ([]string, error) {
-	r, err := c.o.Logs(ctx, c.id, LogOptions{Tail: n})
+	r, err := c.logs(ctx, engine.LogOptions{Tail: n})
 	if err != nil {
 		return nil, err
 	}

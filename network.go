@@ -3,96 +3,132 @@ package heph
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
+	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/errs"
+	"github.com/heph-go/heph/internal/retry"
 )
 
-// NetworkConfig describes a network for Orchestrator.CreateNetwork.
-type NetworkConfig struct {
-	// Labels are added to the network. Keys may not start with "heph.".
-	Labels map[string]string
-	// Internal makes a network without a route to the outside world.
-	Internal bool
+// Network is a Docker network heph created: containers on it reach each
+// other by service name. TestNetwork gives each test its own;
+// Orchestrator.CreateNetwork makes one for code without a testing.T, which
+// then calls Remove (or the Orchestrator's Teardown).
+type Network struct {
+	o    *Orchestrator
+	id   string
+	name string
 
-	internalLabels map[string]string
+	mu      sync.Mutex
+	removed bool
 }
 
-// NetworkInfo identifies a network heph created.
-type NetworkInfo struct {
-	// ID is the network's ID.
-	ID string
-	// Name is heph-net-<8 hex>; containers join the network by it.
-	Name string
-}
+// ID returns the network's ID.
+func (n *Network) ID() string { return n.id }
 
-func (c NetworkConfig) validate() error {
-	var errs []error
-	for _, k := range sortedKeys(c.Labels) {
-		switch {
-		case k == "":
-			errs = append(errs, invalid("NetworkConfig.Labels key", k, "is empty"))
-		case len(k) >= len(labelPrefix) && k[:len(labelPrefix)] == labelPrefix:
-			errs = append(errs, invalid("NetworkConfig.Labels key", k, `uses the "heph." prefix, which is reserved for heph`))
-		}
-	}
-	return errors.Join(errs...)
-}
+// Name returns the network's name, heph-net-<8 hex>; containers join it by
+// this name (ContainerConfig.Networks).
+func (n *Network) Name() string { return n.name }
+
+// poolRetries counts network creations retried because the address pools
+// were exhausted (read by tests).
+var poolRetries atomic.Int64
 
 // CreateNetwork creates a bridge network named heph-net-<8 hex>, labelled
-// with this session, and tracks it until RemoveNetwork or Teardown. Docker's
-// default address pools hold about 30 bridge networks; when they are used up
-// the error matches ErrNetworkPoolExhausted.
-func (o *Orchestrator) CreateNetwork(ctx context.Context, cfg NetworkConfig) (NetworkInfo, error) {
+// with this session, and tracks it until Network.Remove or Teardown. When
+// Docker's address pools are exhausted it retries with backoff, while other
+// tests free theirs, until ctx ends; then the error matches
+// ErrNetworkPoolExhausted and says what to do.
+func (o *Orchestrator) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*Network, error) {
 	if err := cfg.validate(); err != nil {
-		return NetworkInfo{}, err
+		return nil, err
 	}
+	start := time.Now()
+	attempts := 0
+	var n *Network
+	err := retry.Poll(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Jitter: 0.3}, func(ctx context.Context) error {
+		attempts++
+		if attempts > 1 {
+			poolRetries.Add(1)
+		}
+		var err error
+		n, err = o.createNetwork(ctx, cfg)
+		if err != nil && !errors.Is(err, ErrNetworkPoolExhausted) {
+			return retry.Permanent(err)
+		}
+		return err
+	})
+	if err != nil && errors.Is(err, ErrNetworkPoolExhausted) {
+		return nil, fmt.Errorf("%w\nheph waited %s (%d attempts) for another test to free a network, then gave up.\n"+
+			"Docker's default address pools hold about 30 bridge networks and all are in use. Run fewer tests at once (go test -parallel), "+
+			"remove stale networks (heph prune --stale, or docker network prune --filter label=heph.managed), "+
+			"or give the daemon more pools (default-address-pools in /etc/docker/daemon.json)",
+			err, time.Since(start).Round(time.Millisecond), attempts)
+	}
+	return n, err
+}
+
+// createNetwork makes one attempt at creating the network.
+func (o *Orchestrator) createNetwork(ctx context.Context, cfg NetworkConfig) (*Network, error) {
 	if err := o.watch(); err != nil {
-		return NetworkInfo{}, err
+		return nil, err
 	}
 	name := newName("net")
-	res, err := o.api.NetworkCreate(ctx, name, client.NetworkCreateOptions{
-		Driver:   "bridge",
-		Internal: cfg.Internal,
-		Labels:   o.resourceLabels(cfg.Labels, cfg.internalLabels),
+	id, err := o.api.NetworkCreate(ctx, engine.NetworkSpec{
+		Name: name, Internal: cfg.Internal, Labels: o.resourceLabels(cfg.Labels, cfg.internalLabels),
 	})
 	if err != nil {
 		if isPoolExhausted(err) {
-			return NetworkInfo{}, &opError{op: "create network", subject: name, sentinel: ErrNetworkPoolExhausted, err: err}
+			return nil, errs.Op("create network", name, ErrNetworkPoolExhausted, err)
 		}
-		return NetworkInfo{}, wrap("create network", name, err, nil)
+		return nil, wrap("create network", name, err, nil)
 	}
 	o.mu.Lock()
-	o.managedNetworks[res.ID] = name
+	o.networks[id] = name
 	o.mu.Unlock()
-	return NetworkInfo{ID: res.ID, Name: name}, nil
+	return &Network{o: o, id: id, name: name}, nil
 }
 
-// RemoveNetwork removes a network and stops tracking it. Containers still
-// attached make it fail; a network already gone gives ErrNetworkNotFound.
-func (o *Orchestrator) RemoveNetwork(ctx context.Context, id string) error {
+// isPoolExhausted reports whether a network create failed because no
+// address pool is left.
+func isPoolExhausted(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "non-overlapping IPv4 address pool") || strings.Contains(msg, "could not find an available")
+}
+
+// removeNetwork removes a network and stops tracking it.
+func (o *Orchestrator) removeNetwork(ctx context.Context, id string) error {
 	o.mu.Lock()
-	name, ok := o.managedNetworks[id]
+	name, ok := o.networks[id]
 	o.mu.Unlock()
 	if !ok {
 		name = id
 	}
-	_, err := o.api.NetworkRemove(ctx, id, client.NetworkRemoveOptions{})
-	if err == nil || cerrdefs.IsNotFound(err) {
+	err := o.api.NetworkRemove(ctx, id)
+	if err == nil || errors.Is(err, engine.ErrNotFound) {
 		o.mu.Lock()
-		delete(o.managedNetworks, id)
+		delete(o.networks, id)
 		o.mu.Unlock()
 	}
 	return wrap("remove network", name, err, ErrNetworkNotFound)
 }
 
-// ConnectContainer attaches a container to a network (name or ID) with the
-// given DNS aliases.
-func (o *Orchestrator) ConnectContainer(ctx context.Context, networkID, containerID string, aliases ...string) error {
-	_, err := o.api.NetworkConnect(ctx, networkID, client.NetworkConnectOptions{
-		Container:      containerID,
-		EndpointConfig: &network.EndpointSettings{Aliases: aliases},
-	})
-	return wrap("connect container "+quote(o.nameOf(containerID))+" to network", networkID, err, nil)
+// Remove removes the network; containers still attached make it fail. It is
+// idempotent: removing a removed network does nothing.
+func (n *Network) Remove(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.removed {
+		return nil
+	}
+	err := n.o.removeNetwork(ctx, n.id)
+	if err == nil || errors.Is(err, ErrNetworkNotFound) {
+		n.removed = true
+		return nil
+	}
+	return err
 }

@@ -50,22 +50,35 @@ func get(t *testing.T, url string) string {
 	return body
 }
 
-func endpoint(t *testing.T, o *heph.Orchestrator, id, port string) string {
+func endpoint(t *testing.T, c *heph.Container, port string) string {
 	t.Helper()
-	info, err := o.InspectContainer(context.Background(), id)
-	require.NoError(t, err)
-	b := info.Ports[port]
-	require.NotEmpty(t, b, "port %s is published: %+v", port, info.Ports)
-	return fmt.Sprintf("%s:%d", b[0].HostIP, b[0].HostPort)
+	addr := c.Endpoint(port)
+	require.NotEmpty(t, addr, "port %s is published", port)
+	return addr
 }
 
-func run(t *testing.T, o *heph.Orchestrator, cfg heph.ContainerConfig) string {
+func run(t *testing.T, o *heph.Orchestrator, cfg heph.ContainerConfig) *heph.Container {
 	t.Helper()
 	ctx := context.Background()
-	id, err := o.CreateContainer(ctx, cfg)
+	c, err := o.CreateContainer(ctx, cfg)
 	require.NoError(t, err)
-	require.NoError(t, o.StartContainer(ctx, id))
-	return id
+	require.NoError(t, c.Start(ctx))
+	return c
+}
+
+// sessionContainers lists the containers on the daemon labelled with o's
+// session.
+func sessionContainers(t *testing.T, o *heph.Orchestrator) []string {
+	t.Helper()
+	all, err := o.ListContainers(context.Background())
+	require.NoError(t, err)
+	var names []string
+	for _, c := range all {
+		if c.Labels[heph.LabelSession] == o.Session() {
+			names = append(names, c.Name)
+		}
+	}
+	return names
 }
 
 func TestLifecycleAgainstTheDaemon(t *testing.T) {
@@ -73,15 +86,17 @@ func TestLifecycleAgainstTheDaemon(t *testing.T) {
 	o := testenv.Orchestrator(t)
 	ctx := context.Background()
 
-	id, err := o.CreateContainer(ctx, heph.ContainerConfig{
+	c, err := o.CreateContainer(ctx, heph.ContainerConfig{
 		Image:        testenv.Image(t),
 		Service:      "web",
 		Cmd:          []string{"-http", ":8080"},
 		Env:          map[string]string{"GREETING": "hello there"},
 		ExposedPorts: []string{"8080"},
 		Labels:       map[string]string{"suite": "lifecycle"},
+		StopTimeout:  5 * time.Second,
 	})
 	require.NoError(t, err)
+	id := c.ID()
 	info, err := o.InspectContainer(ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, heph.StatusCreated, info.Status)
@@ -91,21 +106,22 @@ func TestLifecycleAgainstTheDaemon(t *testing.T) {
 	require.Equal(t, o.Session(), info.Labels[heph.LabelSession])
 	require.Equal(t, "lifecycle", info.Labels["suite"])
 
-	require.NoError(t, o.StartContainer(ctx, id))
+	require.NoError(t, c.Start(ctx))
 	info, err = o.InspectContainer(ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, heph.StatusRunning, info.Status)
 	require.False(t, info.Started.IsZero())
 	b := info.Ports["8080/tcp"]
 	require.Len(t, b, 1)
-	require.Equal(t, "127.0.0.1", b[0].HostIP, "published on loopback only")
-	require.NotZero(t, b[0].HostPort)
+	require.Equal(t, "127.0.0.1", b[0].Addr().String(), "published on loopback only")
+	require.NotZero(t, b[0].Port())
 
-	addr := endpoint(t, o, id, "8080/tcp")
+	addr := endpoint(t, c, "8080/tcp")
+	require.Equal(t, b[0].String(), addr, "the handle dials where the daemon published it")
 	require.Equal(t, "web", strings.TrimSpace(get(t, "http://"+addr+"/hostname")))
 	require.Contains(t, get(t, "http://"+addr+"/env"), "GREETING=hello there")
 
-	require.NoError(t, o.StopContainer(ctx, id))
+	require.NoError(t, c.Stop(ctx))
 	info, err = o.InspectContainer(ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, heph.StatusExited, info.Status)
@@ -114,8 +130,8 @@ func TestLifecycleAgainstTheDaemon(t *testing.T) {
 	require.NoError(t, o.RemoveContainer(ctx, id))
 	_, err = o.InspectContainer(ctx, id)
 	require.ErrorIs(t, err, heph.ErrContainerNotFound)
-	require.ErrorIs(t, o.StartContainer(ctx, id), heph.ErrContainerNotFound)
-	require.Empty(t, o.ManagedContainers())
+	require.ErrorIs(t, c.Start(ctx), heph.ErrContainerNotFound)
+	require.Empty(t, sessionContainers(t, o))
 }
 
 func TestRemoveContainerForcesARunningOne(t *testing.T) {
@@ -123,7 +139,7 @@ func TestRemoveContainerForcesARunningOne(t *testing.T) {
 	o := testenv.Orchestrator(t)
 	ctx := context.Background()
 	id := run(t, o, heph.ContainerConfig{Image: testenv.Image(t), Cmd: []string{"-ignore-sigterm"},
-		Mounts: []heph.Mount{{Type: heph.MountVolume, Target: "/anon"}}})
+		Mounts: []heph.Mount{{Type: heph.MountVolume, Target: "/anon"}}}).ID()
 	start := time.Now()
 	require.NoError(t, o.RemoveContainer(ctx, id))
 	t.Logf("force-removed a running container that ignores SIGTERM in %s", time.Since(start))
@@ -139,20 +155,20 @@ func TestContainersReachEachOtherByServiceName(t *testing.T) {
 	net, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
 	require.NoError(t, err)
 	image := testenv.Image(t)
-	run(t, o, heph.ContainerConfig{Image: image, Service: "backend", Cmd: []string{"-http", ":8080"}, Networks: []string{net.Name}})
-	front := run(t, o, heph.ContainerConfig{Image: image, Service: "frontend", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}, Networks: []string{net.Name}})
+	run(t, o, heph.ContainerConfig{Image: image, Service: "backend", Cmd: []string{"-http", ":8080"}, Networks: []string{net.Name()}})
+	front := run(t, o, heph.ContainerConfig{Image: image, Service: "frontend", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}, Networks: []string{net.Name()}})
 
-	info, err := o.InspectContainer(ctx, front)
+	info, err := front.Inspect(ctx)
 	require.NoError(t, err)
-	require.Contains(t, info.Networks, net.Name)
-	require.Contains(t, info.Networks[net.Name].Aliases, "frontend")
-	require.NotEmpty(t, info.Networks[net.Name].IP)
+	require.Contains(t, info.Networks, net.Name())
+	require.Contains(t, info.Networks[net.Name()].Aliases, "frontend")
+	require.NotEmpty(t, info.Networks[net.Name()].IP)
 
-	body := get(t, "http://"+endpoint(t, o, front, "8080/tcp")+"/fetch?url=http://backend:8080/hostname")
+	body := get(t, "http://"+endpoint(t, front, "8080/tcp")+"/fetch?url=http://backend:8080/hostname")
 	require.Contains(t, body, "backend", "frontend reached backend by its service name")
 }
 
-func TestConnectContainerAddsAlias(t *testing.T) {
+func TestAContainerOnTwoNetworks(t *testing.T) {
 	t.Parallel()
 	o := testenv.Orchestrator(t)
 	ctx := context.Background()
@@ -162,26 +178,27 @@ func TestConnectContainerAddsAlias(t *testing.T) {
 	require.NoError(t, err)
 	image := testenv.Image(t)
 	// A container created on both networks: the second is joined after create.
-	run(t, o, heph.ContainerConfig{Image: image, Service: "shared", Cmd: []string{"-http", ":8080"}, Networks: []string{n1.Name, n2.Name}})
-	probe := run(t, o, heph.ContainerConfig{Image: image, Service: "probe", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}, Networks: []string{n2.Name}})
-	require.NoError(t, o.ConnectContainer(ctx, n1.ID, probe, "probe-alias"))
+	run(t, o, heph.ContainerConfig{Image: image, Service: "shared", Cmd: []string{"-http", ":8080"}, Networks: []string{n1.Name(), n2.Name()}})
+	probe1 := run(t, o, heph.ContainerConfig{Image: image, Service: "probe1", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}, Networks: []string{n1.Name()}})
+	probe2 := run(t, o, heph.ContainerConfig{Image: image, Service: "probe2", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}, Networks: []string{n2.Name()}})
 
-	addr := endpoint(t, o, probe, "8080/tcp")
-	require.Contains(t, get(t, "http://"+addr+"/fetch?url=http://shared:8080/hostname"), "shared")
-	info, err := o.InspectContainer(ctx, probe)
-	require.NoError(t, err)
-	require.Contains(t, info.Networks[n1.Name].Aliases, "probe-alias")
+	for _, p := range []*heph.Container{probe1, probe2} {
+		require.Contains(t, get(t, "http://"+endpoint(t, p, "8080/tcp")+"/fetch?url=http://shared:8080/hostname"), "shared",
+			"%s reaches shared by its alias", p.Name())
+	}
 }
 
 func TestGracefulStopTimeoutForAContainerIgnoringSIGTERM(t *testing.T) {
 	t.Parallel()
 	o := testenv.Orchestrator(t)
 	ctx := context.Background()
-	id := run(t, o, heph.ContainerConfig{Image: testenv.Image(t), Cmd: []string{"-ignore-sigterm", "-http", ":8080"}, ExposedPorts: []string{"8080"}})
-	get(t, "http://"+endpoint(t, o, id, "8080/tcp")+"/") // it runs and has installed its signal handler
+	c := run(t, o, heph.ContainerConfig{Image: testenv.Image(t), Cmd: []string{"-ignore-sigterm", "-http", ":8080"}, ExposedPorts: []string{"8080"},
+		StopTimeout: 2 * time.Second})
+	id := c.ID()
+	get(t, "http://"+endpoint(t, c, "8080/tcp")+"/") // it runs and has installed its signal handler
 
 	start := time.Now()
-	require.NoError(t, o.StopContainer(ctx, id, heph.StopTimeout(2*time.Second)))
+	require.NoError(t, c.Stop(ctx))
 	took := time.Since(start)
 	t.Logf("stop with a 2s timeout took %s", took)
 	require.GreaterOrEqual(t, took, 2*time.Second, "SIGTERM was ignored, so the daemon waited the timeout")
@@ -207,7 +224,7 @@ func TestExitCodeAndMounts(t *testing.T) {
 			{Type: heph.MountVolume, Source: volume, Target: "/vol"},
 			{Type: heph.MountTmpfs, Target: "/scratch"},
 		},
-	})
+	}).ID()
 	ctx2, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	var info heph.ContainerInfo
@@ -218,7 +235,7 @@ func TestExitCodeAndMounts(t *testing.T) {
 			return backoff.Permanent(err)
 		}
 		if info.Status != heph.StatusExited {
-			return errors.New(info.Status.String())
+			return errors.New(string(info.Status))
 		}
 		return nil
 	}, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(10*time.Millisecond), backoff.WithMaxInterval(250*time.Millisecond)), ctx2)))
@@ -248,16 +265,16 @@ func TestTeardownLeavesNothing(t *testing.T) {
 		if i == 2 {
 			cmd = append(cmd, "-ignore-sigterm")
 		}
-		run(t, o, heph.ContainerConfig{Image: testenv.Image(t), Cmd: cmd, Networks: []string{net.Name}})
+		run(t, o, heph.ContainerConfig{Image: testenv.Image(t), Cmd: cmd, Networks: []string{net.Name()}})
 	}
-	_, err = o.CreateContainer(ctx, heph.ContainerConfig{Image: testenv.Image(t), Networks: []string{net.Name}}) // created, never started
+	_, err = o.CreateContainer(ctx, heph.ContainerConfig{Image: testenv.Image(t), Networks: []string{net.Name()}}) // created, never started
 	require.NoError(t, err)
-	require.Len(t, o.ManagedContainers(), 4)
+	require.Len(t, sessionContainers(t, o), 4)
 
 	start := time.Now()
 	require.NoError(t, o.Teardown(ctx))
 	t.Logf("teardown of 4 containers and a network took %s", time.Since(start))
-	require.Empty(t, o.ManagedContainers())
+	require.Empty(t, sessionContainers(t, o))
 	all, err := o.ListContainers(ctx)
 	require.NoError(t, err)
 	for _, c := range all {
@@ -270,8 +287,9 @@ func TestListContainersSeesOtherOrchestrators(t *testing.T) {
 	t.Parallel()
 	o1, o2 := testenv.Orchestrator(t), testenv.Orchestrator(t)
 	ctx := context.Background()
-	id, err := o2.CreateContainer(ctx, heph.ContainerConfig{Image: testenv.Image(t), Service: "other"})
+	c, err := o2.CreateContainer(ctx, heph.ContainerConfig{Image: testenv.Image(t), Service: "other"})
 	require.NoError(t, err)
+	id := c.ID()
 	all, err := o1.ListContainers(ctx)
 	require.NoError(t, err)
 	var found *heph.ContainerInfo
@@ -297,11 +315,11 @@ func TestPullFromALocalRegistry(t *testing.T) {
 	t.Cleanup(func() { testenv.RemoveImage(t, raw, ref) })
 
 	start := time.Now()
-	id := run(t, o, heph.ContainerConfig{Image: ref, Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}})
+	c := run(t, o, heph.ContainerConfig{Image: ref, Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}})
 	t.Logf("create with pull from 127.0.0.1 took %s", time.Since(start))
 	_, err := raw.ImageInspect(context.Background(), ref)
 	require.NoError(t, err, "CreateContainer pulled the image")
-	require.Equal(t, "ok", strings.TrimSpace(get(t, "http://"+endpoint(t, o, id, "8080/tcp")+"/")))
+	require.Equal(t, "ok", strings.TrimSpace(get(t, "http://"+endpoint(t, c, "8080/tcp")+"/")))
 }
 
 func TestMissingImage(t *testing.T) {
@@ -311,7 +329,7 @@ func TestMissingImage(t *testing.T) {
 	_, err := o.CreateContainer(context.Background(), heph.ContainerConfig{Image: ref})
 	require.ErrorIs(t, err, heph.ErrImageNotFound)
 	require.Contains(t, err.Error(), `heph: pull image "`+ref+`"`)
-	require.Empty(t, o.ManagedContainers())
+	require.Empty(t, sessionContainers(t, o))
 }
 
 func TestStallingRegistryHitsThePullTimeout(t *testing.T) {

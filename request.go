@@ -1,15 +1,18 @@
 package heph
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/heph-go/heph/internal/errs"
+	"github.com/heph-go/heph/internal/port"
+	"github.com/heph-go/heph/internal/rules"
 	"github.com/heph-go/heph/wait"
 )
 
@@ -28,15 +31,12 @@ const DefaultStartupTimeout = 60 * time.Second
 // Start (or Run) refuses the request before any Docker call with an error
 // that names the option and the value.
 type ContainerRequest struct {
-	cfg            ContainerConfig
-	files          []fileSpec
-	strategy       wait.Strategy
-	startupTimeout time.Duration
-	gracefulStop   time.Duration // used when graceful
-	graceful       bool
-	networks       []*Network
-	logsToTest     bool
-	errs           []error
+	cfg        ContainerConfig
+	files      []fileSpec
+	opts       startOptions
+	networks   []*Network
+	logsToTest bool
+	errs       []error
 }
 
 // fileSpec is a file WithFile copies into the container before it starts.
@@ -50,24 +50,11 @@ type fileSpec struct {
 // it is not present locally). Its service name — hostname and network alias —
 // is derived from the image name unless WithName sets one.
 func NewContainer(image string) ContainerRequest {
-	r := ContainerRequest{cfg: ContainerConfig{Image: image}, startupTimeout: DefaultStartupTimeout}
-	if err := (ContainerConfig{Image: image}).validate(); err != nil {
-		r.errs = append(r.errs, optionError("NewContainer", image, strings.TrimPrefix(firstReason(err), `Image `+quote(image)+": ")))
+	r := ContainerRequest{cfg: ContainerConfig{Image: image}, opts: startOptions{startupTimeout: DefaultStartupTimeout}}
+	if err := rules.Image(image); err != nil {
+		return r.fail("NewContainer", image, err)
 	}
 	return r
-}
-
-// optionError is an ErrInvalidConfig naming a builder option and its
-// argument.
-func optionError(option string, value any, reason string) error {
-	return fmt.Errorf("%w: %s(%s): %s", ErrInvalidConfig, option, quote(value), reason)
-}
-
-// firstReason returns the message of the first of possibly joined
-// ErrInvalidConfig errors, without the sentinel's prefix.
-func firstReason(err error) string {
-	msg, _, _ := strings.Cut(err.Error(), "\n")
-	return strings.TrimPrefix(msg, ErrInvalidConfig.Error()+": ")
 }
 
 // clone returns a deep copy: the receiver's maps and slices are never
@@ -88,8 +75,9 @@ func (r ContainerRequest) clone() ContainerRequest {
 	return c
 }
 
-func (r ContainerRequest) fail(option string, value any, reason string) ContainerRequest {
-	r.errs = append(r.errs, optionError(option, value, reason))
+// fail records that option was given a bad value, for Start to report.
+func (r ContainerRequest) fail(option string, value any, reason error) ContainerRequest {
+	r.errs = append(r.errs, errs.Option(option, value, reason.Error()))
 	return r
 }
 
@@ -98,8 +86,8 @@ func (r ContainerRequest) fail(option string, value any, reason string) Containe
 // host name label: 1-63 lower-case letters, digits and '-'.
 func (r ContainerRequest) WithName(service string) ContainerRequest {
 	r = r.clone()
-	if !hostnameLabel.MatchString(service) {
-		return r.fail("WithName", service, hostnameRule)
+	if err := rules.Service(service); err != nil {
+		return r.fail("WithName", service, err)
 	}
 	r.cfg.Service = service
 	return r
@@ -108,13 +96,8 @@ func (r ContainerRequest) WithName(service string) ContainerRequest {
 // WithEnv sets an environment variable.
 func (r ContainerRequest) WithEnv(key, value string) ContainerRequest {
 	r = r.clone()
-	switch {
-	case key == "":
-		return r.fail("WithEnv", key, "the key is empty")
-	case strings.ContainsAny(key, "=\x00"):
-		return r.fail("WithEnv", key, `the key must not contain "=" or NUL`)
-	case strings.ContainsRune(value, 0):
-		return r.fail("WithEnv", key, "the value must not contain NUL")
+	if err := errors.Join(rules.EnvKey(key), rules.EnvValue(value)); err != nil {
+		return r.fail("WithEnv", key, err) // the key only: the value may be a secret
 	}
 	if r.cfg.Env == nil {
 		r.cfg.Env = map[string]string{}
@@ -129,9 +112,9 @@ func (r ContainerRequest) WithEnv(key, value string) ContainerRequest {
 func (r ContainerRequest) WithExposedPorts(ports ...string) ContainerRequest {
 	r = r.clone()
 	for _, p := range ports {
-		pp, err := parsePort(p)
+		pp, err := port.Parse(p)
 		if err != nil {
-			r = r.fail("WithExposedPorts", p, err.Error())
+			r = r.fail("WithExposedPorts", p, err)
 			continue
 		}
 		r = r.expose(pp)
@@ -139,9 +122,9 @@ func (r ContainerRequest) WithExposedPorts(ports ...string) ContainerRequest {
 	return r
 }
 
-func (r ContainerRequest) expose(p port) ContainerRequest {
+func (r ContainerRequest) expose(p port.Port) ContainerRequest {
 	for _, e := range r.cfg.ExposedPorts {
-		if ep, _ := parsePort(e); ep == p {
+		if ep, _ := port.Parse(e); ep == p {
 			return r
 		}
 	}
@@ -154,12 +137,12 @@ func (r ContainerRequest) expose(p port) ContainerRequest {
 // tests; prefer random ones and Container.Endpoint.
 func (r ContainerRequest) WithHostPort(containerPort string, hostPort int) ContainerRequest {
 	r = r.clone()
-	pp, err := parsePort(containerPort)
+	pp, err := port.Parse(containerPort)
 	if err != nil {
-		return r.fail("WithHostPort", containerPort, err.Error())
+		return r.fail("WithHostPort", containerPort, err)
 	}
 	if hostPort < 1 || hostPort > 65535 {
-		return r.fail("WithHostPort", hostPort, "the host port is outside 1-65535")
+		return r.fail("WithHostPort", hostPort, errors.New("the host port is outside 1-65535"))
 	}
 	r = r.expose(pp)
 	if r.cfg.HostPorts == nil {
@@ -172,6 +155,9 @@ func (r ContainerRequest) WithHostPort(containerPort string, hostPort int) Conta
 // WithCmd replaces the image's CMD.
 func (r ContainerRequest) WithCmd(args ...string) ContainerRequest {
 	r = r.clone()
+	if err := rules.Args(args); err != nil {
+		return r.fail("WithCmd", len(args), err)
+	}
 	r.cfg.Cmd = slices.Clone(args)
 	return r
 }
@@ -179,6 +165,9 @@ func (r ContainerRequest) WithCmd(args ...string) ContainerRequest {
 // WithEntrypoint replaces the image's ENTRYPOINT.
 func (r ContainerRequest) WithEntrypoint(args ...string) ContainerRequest {
 	r = r.clone()
+	if err := rules.Args(args); err != nil {
+		return r.fail("WithEntrypoint", len(args), err)
+	}
 	r.cfg.Entrypoint = slices.Clone(args)
 	return r
 }
@@ -186,11 +175,8 @@ func (r ContainerRequest) WithEntrypoint(args ...string) ContainerRequest {
 // WithLabel adds a label. Keys starting with "heph." are reserved.
 func (r ContainerRequest) WithLabel(key, value string) ContainerRequest {
 	r = r.clone()
-	switch {
-	case strings.TrimSpace(key) == "":
-		return r.fail("WithLabel", key, "the key is empty")
-	case strings.HasPrefix(key, labelPrefix):
-		return r.fail("WithLabel", key, `the "heph." prefix is reserved for heph`)
+	if err := errors.Join(rules.LabelKey(key), rules.LabelValue(value)); err != nil {
+		return r.fail("WithLabel", key, err)
 	}
 	if r.cfg.Labels == nil {
 		r.cfg.Labels = map[string]string{}
@@ -223,17 +209,16 @@ func (r ContainerRequest) WithTmpfs(containerPath string) ContainerRequest {
 
 func (r ContainerRequest) mount(option string, m Mount) ContainerRequest {
 	r = r.clone()
-	switch {
-	case m.Type == MountBind && !filepath.IsAbs(m.Source):
-		return r.fail(option, m.Source, "the host path must be absolute")
-	case m.Type == MountVolume && !volumeName.MatchString(m.Source):
-		return r.fail(option, m.Source, "is not a valid volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)")
-	case !path.IsAbs(m.Target) || path.Clean(m.Target) == "/":
-		return r.fail(option, m.Target, "the container path must be absolute and not /")
+	if m.Type == MountVolume && m.Source == "" {
+		return r.fail(option, m.Source, errors.New("the volume name is empty"))
+	}
+	if part, value, err := checkMount(m); err != nil {
+		_ = part
+		return r.fail(option, value, err)
 	}
 	for _, e := range r.cfg.Mounts {
 		if path.Clean(e.Target) == path.Clean(m.Target) {
-			return r.fail(option, m.Target, "something is already mounted there")
+			return r.fail(option, m.Target, errors.New("something is already mounted there"))
 		}
 	}
 	r.cfg.Mounts = append(r.cfg.Mounts, m)
@@ -245,11 +230,11 @@ func (r ContainerRequest) mount(option string, m Mount) ContainerRequest {
 // directories are created.
 func (r ContainerRequest) WithFile(containerPath string, content []byte, mode fs.FileMode) ContainerRequest {
 	r = r.clone()
-	switch {
-	case !path.IsAbs(containerPath) || strings.HasSuffix(containerPath, "/"):
-		return r.fail("WithFile", containerPath, "must be an absolute file path in the container")
-	case mode&^fs.ModePerm != 0:
-		return r.fail("WithFile", containerPath, fmt.Sprintf("mode %v has more than permission bits", mode))
+	if err := rules.FilePath(containerPath); err != nil {
+		return r.fail("WithFile", containerPath, err)
+	}
+	if mode&^fs.ModePerm != 0 {
+		return r.fail("WithFile", containerPath, fmt.Errorf("mode %v has more than permission bits", mode))
 	}
 	r.files = append(r.files, fileSpec{path: path.Clean(containerPath), content: slices.Clone(content), mode: mode})
 	return r
@@ -258,8 +243,8 @@ func (r ContainerRequest) WithFile(containerPath string, content []byte, mode fs
 // WithWorkingDir sets the working directory (absolute).
 func (r ContainerRequest) WithWorkingDir(dir string) ContainerRequest {
 	r = r.clone()
-	if !path.IsAbs(dir) {
-		return r.fail("WithWorkingDir", dir, "must be an absolute path")
+	if err := rules.WorkingDir(dir); err != nil {
+		return r.fail("WithWorkingDir", dir, err)
 	}
 	r.cfg.WorkingDir = dir
 	return r
@@ -269,8 +254,8 @@ func (r ContainerRequest) WithWorkingDir(dir string) ContainerRequest {
 // "uid:gid").
 func (r ContainerRequest) WithUser(user string) ContainerRequest {
 	r = r.clone()
-	if !userSpec.MatchString(user) {
-		return r.fail("WithUser", user, `want "user", "uid", "user:group" or "uid:gid"`)
+	if err := rules.User(user); err != nil {
+		return r.fail("WithUser", user, err)
 	}
 	r.cfg.User = user
 	return r
@@ -281,13 +266,12 @@ func (r ContainerRequest) WithUser(user string) ContainerRequest {
 // container runs. Bad strategy arguments are reported at Start.
 func (r ContainerRequest) WithWaitStrategy(s wait.Strategy) ContainerRequest {
 	r = r.clone()
-	if s == nil {
-		return r.fail("WithWaitStrategy", "nil", "the strategy is nil")
+	if err := wait.Validate(s); err != nil {
+		// The error names the strategy and its bad arguments.
+		r.errs = append(r.errs, &errs.InvalidError{What: "WithWaitStrategy", Reason: strings.TrimPrefix(err.Error(), "wait: ")})
+		return r
 	}
-	if err := validateStrategy(s); err != nil {
-		return r.fail("WithWaitStrategy", s, err.Error())
-	}
-	r.strategy = s
+	r.opts.strategy = s
 	return r
 }
 
@@ -297,9 +281,9 @@ func (r ContainerRequest) WithWaitStrategy(s wait.Strategy) ContainerRequest {
 func (r ContainerRequest) WithStartupTimeout(d time.Duration) ContainerRequest {
 	r = r.clone()
 	if d <= 0 {
-		return r.fail("WithStartupTimeout", d, "must be positive")
+		return r.fail("WithStartupTimeout", d, errors.New("must be positive"))
 	}
-	r.startupTimeout = d
+	r.opts.startupTimeout = d
 	return r
 }
 
@@ -307,7 +291,7 @@ func (r ContainerRequest) WithStartupTimeout(d time.Duration) ContainerRequest {
 func (r ContainerRequest) WithPullTimeout(d time.Duration) ContainerRequest {
 	r = r.clone()
 	if d <= 0 {
-		return r.fail("WithPullTimeout", d, "must be positive")
+		return r.fail("WithPullTimeout", d, errors.New("must be positive"))
 	}
 	r.cfg.PullTimeout = d
 	return r
@@ -318,7 +302,7 @@ func (r ContainerRequest) WithPullTimeout(d time.Duration) ContainerRequest {
 func (r ContainerRequest) WithNetwork(n *Network) ContainerRequest {
 	r = r.clone()
 	if n == nil {
-		return r.fail("WithNetwork", "nil", "the network is nil")
+		return r.fail("WithNetwork", "nil", errors.New("the network is nil"))
 	}
 	r.networks = append(r.networks, n)
 	return r
@@ -330,9 +314,9 @@ func (r ContainerRequest) WithNetwork(n *Network) ContainerRequest {
 func (r ContainerRequest) WithGracefulStop(d time.Duration) ContainerRequest {
 	r = r.clone()
 	if d < 0 {
-		return r.fail("WithGracefulStop", d, "is negative")
+		return r.fail("WithGracefulStop", d, errors.New("is negative"))
 	}
-	r.graceful, r.gracefulStop = true, d
+	r.opts.graceful, r.opts.stopTimeout = true, d
 	return r
 }
 
@@ -345,24 +329,19 @@ func (r ContainerRequest) WithLogsToTest() ContainerRequest {
 	return r
 }
 
-// Service returns the service name the container will have.
-func (r ContainerRequest) Service() string {
+// service returns the service name the container will have.
+func (r ContainerRequest) service() string {
 	if r.cfg.Service != "" {
 		return r.cfg.Service
 	}
-	return ServiceFromImage(r.cfg.Image)
+	return rules.ServiceFromImage(r.cfg.Image)
 }
 
-// String describes the request for messages: image and service.
-func (r ContainerRequest) String() string {
-	return fmt.Sprintf("%s (service %q)", r.cfg.Image, r.Service())
+// describe names the request in messages: image and service.
+func (r ContainerRequest) describe() string {
+	return fmt.Sprintf("%s (service %q)", r.cfg.Image, r.service())
 }
 
-// validateStrategy reports a strategy's bad arguments, for strategies that
-// can tell (every strategy of package wait can).
-func validateStrategy(s wait.Strategy) error {
-	if v, ok := s.(interface{ Validate() error }); ok {
-		return v.Validate()
-	}
-	return nil
-}
+// String describes the request for messages: its image and service name,
+// "postgres:16 (service "db")".
+func (r ContainerRequest) String() string { return r.describe() }

@@ -6,19 +6,11 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
-
+	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/wait"
 )
 
-// waitFor runs a wait strategy against a container: package wait's Run adds
-// the fail-fast on exit and the state and log tail to errors.
-func waitFor(ctx context.Context, s wait.Strategy, c *Container) error {
-	return wait.Run(ctx, s, target{c})
-}
-
-// target adapts a Container to wait.Target.
+// target adapts a Container to wait.Target, through the Docker seam.
 type target struct{ c *Container }
 
 var _ wait.Target = target{}
@@ -30,16 +22,16 @@ func (t target) MappedPort(_ context.Context, port string) (int, error) {
 }
 
 func (t target) Logs(ctx context.Context, opts wait.LogOptions) (io.ReadCloser, error) {
-	return t.c.o.Logs(ctx, t.c.id, LogOptions{Follow: opts.Follow, Tail: opts.Tail})
+	return t.c.logs(ctx, engine.LogOptions{Follow: opts.Follow, Tail: opts.Tail})
 }
 
 func (t target) Exec(ctx context.Context, cmd []string) (wait.ExecResult, error) {
-	r, err := t.c.o.Exec(ctx, t.c.id, cmd...)
-	return wait.ExecResult{ExitCode: r.ExitCode, Stdout: r.Stdout, Stderr: r.Stderr}, err
+	r, err := t.c.Exec(ctx, cmd...)
+	return wait.ExecResult(r), err
 }
 
 func (t target) State(ctx context.Context) (wait.State, error) {
-	info, err := t.c.o.InspectContainer(ctx, t.c.id)
+	info, err := t.c.Inspect(ctx)
 	if err != nil {
 		return wait.State{}, err
 	}
@@ -48,24 +40,20 @@ func (t target) State(ctx context.Context) (wait.State, error) {
 
 func waitState(info ContainerInfo) wait.State {
 	s := wait.State{
-		Status:     info.Status.String(),
+		Status:     string(info.Status),
 		Running:    info.Running(),
 		ExitCode:   info.ExitCode,
 		OOMKilled:  info.OOMKilled,
 		Error:      info.Error,
 		StartedAt:  info.Started,
 		FinishedAt: info.Finished,
+		Health:     info.Health,
+		HealthLog:  info.HealthLog,
 		Ports:      map[string]int{},
-	}
-	if h := info.Health; h != nil {
-		s.Health = h.Status
-		for _, l := range h.Log {
-			s.HealthLog = append(s.HealthLog, strings.TrimSpace(l.Output))
-		}
 	}
 	for p, bs := range info.Ports {
 		if len(bs) > 0 {
-			s.Ports[p] = bs[0].HostPort
+			s.Ports[p] = int(bs[0].Port())
 		}
 	}
 	names := make([]string, 0, len(info.Networks))
@@ -83,54 +71,27 @@ func waitState(info ContainerInfo) wait.State {
 
 // WaitExit blocks on Docker's wait API until the container is not running.
 func (t target) WaitExit(ctx context.Context) (wait.State, error) {
-	if err := t.c.o.waitNotRunning(ctx, t.c.id); err != nil {
-		return wait.State{}, err
+	if err := t.c.o.api.ContainerWait(ctx, t.c.id); err != nil {
+		return wait.State{}, wrap("wait for container", t.c.name, err, ErrContainerNotFound)
 	}
 	return t.State(ctx)
 }
 
-// HealthEvents follows Docker's health_status events for the container.
+// HealthEvents follows Docker's health_status events for the container. When
+// the event stream breaks the channel closes and the strategy polls the
+// state instead.
 func (t target) HealthEvents(ctx context.Context) (<-chan string, error) {
-	return t.c.o.healthEvents(ctx, t.c.id)
-}
-
-// waitNotRunning returns once the container is not running (at once for a
-// stopped one).
-func (o *Orchestrator) waitNotRunning(ctx context.Context, id string) error {
-	res := o.api.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
-	select {
-	case <-res.Result:
-		return nil
-	case err := <-res.Error:
-		return wrap("wait for container", o.nameOf(id), err, ErrContainerNotFound)
-	case <-ctx.Done():
-		return wrap("wait for container", o.nameOf(id), ctx.Err(), nil)
-	}
-}
-
-// healthEvents delivers the container's health status changes until ctx
-// ends, then closes the channel.
-func (o *Orchestrator) healthEvents(ctx context.Context, id string) (<-chan string, error) {
-	ev := o.api.Events(ctx, client.EventsListOptions{Filters: make(client.Filters).
-		Add("type", "container").Add("container", id).Add("event", "health_status")})
+	msgs, _ := t.c.o.api.Events(ctx, engine.Filter{}.
+		Add("type", "container").Add("container", t.c.id).Add("event", "health_status"))
 	out := make(chan string)
 	go func() {
 		defer close(out)
-		for {
+		for m := range msgs {
+			// "health_status: healthy" (newer daemons may add the status to
+			// the filter name too).
+			status := strings.TrimSpace(strings.TrimPrefix(m.Action, "health_status:"))
 			select {
-			case m, ok := <-ev.Messages:
-				if !ok {
-					return
-				}
-				// "health_status: healthy" (newer daemons may add the status to the filter name too).
-				status := strings.TrimSpace(strings.TrimPrefix(string(m.Action), "health_status:"))
-				select {
-				case out <- status:
-				case <-ctx.Done():
-					return
-				}
-			case <-ev.Err: // the stream ended: the strategy polls the state instead
-				return
+			case out <- status:
 			case <-ctx.Done():
 				return
 			}

@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/envflag"
+	"github.com/heph-go/heph/internal/errs"
 	"github.com/heph-go/heph/wait"
 )
 
@@ -29,29 +32,6 @@ const (
 
 // teardownTimeout bounds a test's teardown.
 const teardownTimeout = 2 * time.Minute
-
-var defaultOrchestrator struct {
-	sync.Mutex
-	o *Orchestrator
-}
-
-// DefaultOrchestrator returns the process-wide Orchestrator that Start and
-// TestNetwork use, made on first use from the environment (see
-// NewOrchestrator). It is never closed; each test's resources are removed by
-// the test's cleanup. When no daemon answers the error matches
-// ErrDockerUnavailable, and the next call tries again.
-func DefaultOrchestrator() (*Orchestrator, error) {
-	defaultOrchestrator.Lock()
-	defer defaultOrchestrator.Unlock()
-	if defaultOrchestrator.o == nil {
-		o, err := NewOrchestrator()
-		if err != nil {
-			return nil, err
-		}
-		defaultOrchestrator.o = o
-	}
-	return defaultOrchestrator.o, nil
-}
 
 // Start starts the container for the test t and returns it ready: it
 // creates it on the test's own network (see TestNetwork) with the test's name
@@ -73,7 +53,7 @@ func (r ContainerRequest) Start(t testing.TB) *Container {
 	st := stateOf(t)
 	c, err := st.start(r)
 	if err != nil {
-		t.Fatalf("heph: start %s: %v", r, err)
+		t.Fatalf("%v", errs.Op("start "+r.describe(), "", nil, err))
 	}
 	return c
 }
@@ -87,15 +67,15 @@ func StartAll(t testing.TB, reqs ...ContainerRequest) []*Container {
 	t.Helper()
 	st := stateOf(t)
 	cs := make([]*Container, len(reqs))
-	errs := eachConcurrently(reqs, func(i int, r ContainerRequest) error {
+	failures := eachConcurrently(reqs, func(i int, r ContainerRequest) error {
 		var err error
 		if cs[i], err = st.start(r); err != nil {
-			return fmt.Errorf("start %s: %w", r, err)
+			return errs.Op("start "+r.describe(), "", nil, err)
 		}
 		return nil
 	})
-	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("heph: %v", err)
+	if err := errors.Join(failures...); err != nil {
+		t.Fatalf("%v", err)
 	}
 	return cs
 }
@@ -116,7 +96,7 @@ func (r ContainerRequest) Run(ctx context.Context, o *Orchestrator) (*Container,
 		err = errors.Join(err, c.Terminate(rctx))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("heph: run %s: %w", r, err)
+		return nil, errs.Op("run "+r.describe(), "", nil, err)
 	}
 	return c, nil
 }
@@ -148,24 +128,23 @@ func (r ContainerRequest) start(ctx context.Context, o *Orchestrator, testNet *N
 		return nil, err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, r.startupTimeout)
+	ctx, cancel := context.WithTimeout(ctx, r.opts.startupTimeout)
 	defer cancel()
-	id, err := o.createContainer(ctx, cfg)
+	c, err := o.createContainer(ctx, cfg, r.opts)
 	if err != nil {
 		return nil, err
 	}
-	c := &Container{o: o, id: id, name: o.nameOf(id), service: r.Service(), req: r, host: o.publishedHost()}
 	if st != nil {
 		c.t = st.t
 		st.add(c)
 	}
 	if len(r.files) > 0 {
-		if err := o.copyFiles(ctx, id, r.files); err != nil {
+		if err := c.copyFiles(ctx, r.files); err != nil {
 			return c, err
 		}
 	}
-	if err := o.StartContainer(ctx, id); err != nil {
-		return c, err
+	if err := o.api.ContainerStart(ctx, c.id); err != nil {
+		return c, wrap("start container", c.name, err, ErrContainerNotFound)
 	}
 	if st != nil && (r.logsToTest || envLogsOn()) {
 		st.followLogs(c)
@@ -179,7 +158,7 @@ func (r ContainerRequest) start(ctx context.Context, o *Orchestrator, testNet *N
 // decorate adds the container's state and last log lines to a start
 // failure, unless the wait strategy's error already carries them.
 func (r ContainerRequest) decorate(ctx context.Context, c *Container, err error) error {
-	if r.strategy != nil && waitErrorHasState(err) {
+	if r.opts.strategy != nil && waitErrorHasState(err) {
 		return err
 	}
 	return fmt.Errorf("%w\n%s", err, c.describe(context.WithoutCancel(ctx), 20))
@@ -198,13 +177,13 @@ func TestNetwork(t testing.TB) *Network {
 	st := stateOf(t)
 	o, err := DefaultOrchestrator()
 	if err != nil {
-		t.Fatalf("heph: test network: %v", err)
+		t.Fatalf("%v", errs.Op("test network", "", nil, err))
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), DefaultStartupTimeout)
 	defer cancel()
 	n, err := st.network(ctx, o)
 	if err != nil {
-		t.Fatalf("heph: test network: %v", err)
+		t.Fatalf("%v", errs.Op("test network", "", nil, err))
 	}
 	return n
 }
@@ -258,11 +237,11 @@ func (st *testState) start(r ContainerRequest) (*Container, error) {
 		return nil, err
 	}
 	ctx := st.t.Context()
-	nctx, cancel := context.WithTimeout(ctx, r.startupTimeout)
+	nctx, cancel := context.WithTimeout(ctx, r.opts.startupTimeout)
 	net, err := st.network(nctx, o)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("create the test's network: %w", err)
+		return nil, errs.Op("create the test's network", "", nil, err)
 	}
 	return r.start(ctx, o, net, st.t.Name(), st)
 }
@@ -272,7 +251,7 @@ func (st *testState) network(ctx context.Context, o *Orchestrator) (*Network, er
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.net == nil {
-		n, err := newNetwork(ctx, o, map[string]string{LabelTest: st.t.Name()})
+		n, err := o.CreateNetwork(ctx, NetworkConfig{internalLabels: map[string]string{LabelTest: st.t.Name()}})
 		if err != nil {
 			return nil, err
 		}
@@ -295,7 +274,7 @@ func (st *testState) followLogs(c *Container) {
 		defer st.logs.Done()
 		logLine := func(line string) { st.t.Logf("[%s] %s", c.service, line) }
 		printed := 0
-		if r, err := c.o.Logs(st.logCtx, c.id, LogOptions{Follow: true}); err == nil {
+		if r, err := c.logs(st.logCtx, engine.LogOptions{Follow: true}); err == nil {
 			printed = logLines(r, logLine)
 			r.Close()
 		} else if st.logCtx.Err() == nil {
@@ -306,7 +285,7 @@ func (st *testState) followLogs(c *Container) {
 		// following.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		rest, err := c.o.Logs(ctx, c.id, LogOptions{})
+		rest, err := c.logs(ctx, engine.LogOptions{})
 		if err != nil {
 			return
 		}
@@ -364,15 +343,15 @@ func (st *testState) teardown() {
 		return
 	}
 
-	errs := eachConcurrently(containers, func(_ int, c *Container) error { return c.Terminate(ctx) })
-	for _, err := range errs {
+	failures := eachConcurrently(containers, func(_ int, c *Container) error { return c.Terminate(ctx) })
+	for _, err := range failures {
 		if err != nil {
-			st.t.Errorf("heph: teardown: %v", err)
+			st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
 		}
 	}
 	if net != nil {
 		if err := net.Remove(ctx); err != nil {
-			st.t.Errorf("heph: teardown: %v", err)
+			st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
 		}
 	}
 }
@@ -388,13 +367,10 @@ func (st *testState) keep(ctx context.Context, mode string, containers []*Contai
 		o = c.o
 		names = append(names, c.name)
 		fmt.Fprintf(&b, "\n  container %s (service %s): docker logs %s; docker exec %s <command>", c.name, c.service, c.name, c.name)
-		ports := c.Ports()
-		keys := make([]string, 0, len(ports))
-		for p := range ports {
-			keys = append(keys, p)
-		}
-		sort.Strings(keys)
-		for _, p := range keys {
+		c.mu.Lock()
+		ports := maps.Clone(c.ports)
+		c.mu.Unlock()
+		for _, p := range sortedKeys(ports) {
 			fmt.Fprintf(&b, "; %s at %s:%d", p, c.Host(), ports[p])
 		}
 	}
@@ -420,34 +396,32 @@ func (st *testState) keep(ctx context.Context, mode string, containers []*Contai
 		if net != nil {
 			ids = append(ids, net.id)
 		}
-		if err := o.keep(ctx, ids...); err != nil {
-			st.t.Errorf("heph: %s: %v", EnvKeep, err)
+		if err := o.keep(ids...); err != nil {
+			st.t.Errorf("%v", errs.Op(EnvKeep, "", nil, err))
 		}
 	}
 }
 
 // keepMode reads HEPH_KEEP: "", "failed" or "always".
 func keepMode() (string, error) {
-	switch v := strings.TrimSpace(os.Getenv(EnvKeep)); strings.ToLower(v) {
-	case "", "never", "0", "false", "no", "off":
+	v := os.Getenv(EnvKeep)
+	switch mode := strings.ToLower(strings.TrimSpace(v)); {
+	case mode == "failed" || mode == "always":
+		return mode, nil
+	case mode == "never" || envflag.IsOff(mode) || mode == "":
 		return "", nil
-	case "failed", "always":
-		return strings.ToLower(v), nil
-	default:
-		return "", fmt.Errorf("%w: %s=%q: want failed, always or never", ErrInvalidConfig, EnvKeep, v)
 	}
+	return "", invalid(EnvKeep, v, "want failed, always or never")
 }
 
 // envLogs reads HEPH_LOGS.
 func envLogs() (bool, error) {
-	switch v := strings.TrimSpace(os.Getenv(EnvLogs)); strings.ToLower(v) {
-	case "", "0", "false", "no", "off":
-		return false, nil
-	case "1", "true", "yes", "on":
-		return true, nil
-	default:
-		return false, fmt.Errorf("%w: %s=%q: want 1 or 0", ErrInvalidConfig, EnvLogs, v)
+	v := os.Getenv(EnvLogs)
+	on, err := envflag.Bool(EnvLogs, v, false)
+	if err != nil {
+		return false, invalid(EnvLogs, v, "want "+envflag.Words)
 	}
+	return on, nil
 }
 
 func envLogsOn() bool {

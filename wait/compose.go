@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/heph-go/heph/internal/retry"
 )
 
 // All returns a strategy that is ready once every one of strategies is,
@@ -168,11 +170,11 @@ func (s timeoutStrategy) Wait(ctx context.Context, t Target) error {
 // name. For a wait cut short by its context the name goes on the last
 // error, so that Run still reports a timeout.
 func within(s Strategy, err error) error {
-	if se, ok := err.(*stoppedError); ok {
-		if se.last == nil {
-			return &stoppedError{ctxErr: se.ctxErr, last: fmt.Errorf("%s: not ready", describe(s))}
+	if se, ok := err.(*retry.Stopped); ok {
+		if se.Last == nil {
+			return &retry.Stopped{Ctx: se.Ctx, Last: fmt.Errorf("%s: not ready", describe(s))}
 		}
-		return &stoppedError{ctxErr: se.ctxErr, last: fmt.Errorf("%s: %w", describe(s), se.last)}
+		return &retry.Stopped{Ctx: se.Ctx, Last: fmt.Errorf("%s: %w", describe(s), se.Last)}
 	}
 	return fmt.Errorf("%s: %w", describe(s), err)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/heph-go/heph/internal/retry"
 )
 
 // HealthStrategy waits for the image's HEALTHCHECK to report "healthy";
@@ -80,7 +82,7 @@ func (s HealthStrategy) Wait(ctx context.Context, t Target) error {
 			}
 		}
 	})
-	var se *stoppedError
+	var se *retry.Stopped
 	if errors.As(err, &se) && last != nil {
 		return stopped(ctx, last)
 	}

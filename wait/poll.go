@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/heph-go/heph/internal/retry"
 )
 
 // Backoff parameters shared by every polling strategy. The first retry comes
@@ -25,109 +25,32 @@ const (
 	pollFastMaxInterval = 15 * time.Millisecond
 )
 
-// newBackOff returns the exponential backoff of every poll, capped at maxInterval.
-func newBackOff(maxInterval time.Duration) *backoff.ExponentialBackOff {
-	return backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(pollInitial),
-		backoff.WithMultiplier(pollMultiplier),
-		backoff.WithRandomizationFactor(pollRandomFactor),
-		backoff.WithMaxInterval(maxInterval),
-		backoff.WithMaxElapsedTime(0),
-	)
-}
-
 // poll calls probe until it returns nil (ready: poll returns nil), an error
 // wrapped with Permanent (give up: poll returns the unwrapped error at once)
-// or ctx ends (poll returns a *stoppedError with the last error probe
+// or ctx ends (poll returns a *retry.Stopped with the last error probe
 // returned). Any other error means "not ready yet, try again" after a
-// backoff of at most maxInterval.
+// backoff of at most maxInterval. It is heph's one polling loop.
 func poll(ctx context.Context, maxInterval time.Duration, probe func(ctx context.Context) error) error {
-	var last error
-	gaveUp := false
-	err := backoff.Retry(func() error {
-		err := probe(ctx)
-		if err == nil {
-			return nil
-		}
-		var perm *backoff.PermanentError
-		if errors.As(err, &perm) {
-			gaveUp = true
-			return err
-		}
-		// A probe cut short by the end of ctx usually says only that ("i/o
-		// timeout"); keep the error of the previous attempt then.
-		if !ending(ctx) || last == nil {
-			last = err
-		}
-		return err
-	}, backoff.WithContext(newBackOff(maxInterval), ctx))
-	switch {
-	case err == nil:
-		return nil
-	case gaveUp:
-		return err
-	case ctx.Err() != nil:
-		return stopped(ctx, last)
-	}
-	return err
+	return retry.Poll(ctx, retry.Policy{
+		Initial: pollInitial, Max: maxInterval, Multiplier: pollMultiplier, Jitter: pollRandomFactor,
+	}, probe)
 }
 
-// ending reports whether ctx is done or its deadline has passed (a dial
-// sees the deadline pass a moment before ctx.Err() is set).
-func ending(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && !time.Now().Before(d)
-}
-
-// stoppedError is what a strategy returns when its context ends before the
-// container is ready: the context's error plus the last reason it was not
-// ready. errors.Is(err, context.DeadlineExceeded) holds for a timeout.
-type stoppedError struct {
-	ctxErr error // context.DeadlineExceeded or context.Canceled
-	last   error // the last "not ready" error; may be nil
-}
+// ending reports whether ctx is done or its deadline has passed.
+func ending(ctx context.Context) bool { return retry.Ending(ctx) }
 
 // stopped returns the error of a wait cut short by the end of ctx; last is
-// the last reason the container was not ready (dropped when it is only the
-// context's own error).
-func stopped(ctx context.Context, last error) error {
-	ctxErr := ctx.Err()
-	if ctxErr == nil {
-		ctxErr = context.Canceled
-	}
-	if last == context.Canceled || last == context.DeadlineExceeded {
-		last = nil
-	}
-	if se, ok := last.(*stoppedError); ok {
-		last = se.last
-	}
-	return &stoppedError{ctxErr: ctxErr, last: last}
-}
-
-func (e *stoppedError) Error() string {
-	if e.last == nil {
-		return e.ctxErr.Error()
-	}
-	return e.ctxErr.Error() + ": last error: " + e.last.Error()
-}
-
-func (e *stoppedError) Unwrap() []error {
-	if e.last == nil {
-		return []error{e.ctxErr}
-	}
-	return []error{e.ctxErr, e.last}
-}
+// the last reason the container was not ready. errors.Is(err,
+// context.DeadlineExceeded) holds for a timeout.
+func stopped(ctx context.Context, last error) error { return retry.Stop(ctx, last) }
 
 // lastError returns the reason behind err for the Cause of an *Error: the
 // last "not ready" error of a stopped wait, nil for a bare context error,
 // else err itself.
 func lastError(err error) error {
-	var se *stoppedError
+	var se *retry.Stopped
 	if errors.As(err, &se) {
-		return se.last
+		return se.Last
 	}
 	if err == context.Canceled || err == context.DeadlineExceeded {
 		return nil

@@ -4,10 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"strconv"
-	"strings"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/heph-go/heph/internal/port"
 )
 
 // ErrInvalid is wrapped by every error reporting a strategy built with bad
@@ -138,22 +137,12 @@ func (p problems) err() error {
 	return errors.Join(p...)
 }
 
-// parsePort normalises a container port: "8080" → "8080/tcp",
-// "53/UDP" → "53/udp". The protocol is tcp, udp or sctp.
+// parsePort normalises a container port with heph's one port parser:
+// "8080" → "8080/tcp", "53/UDP" → "53/udp".
 func parsePort(p string) (string, error) {
-	num, proto, found := strings.Cut(p, "/")
-	if !found {
-		proto = "tcp"
+	pp, err := port.Parse(p)
+	if err != nil {
+		return "", fmt.Errorf("bad port %q: %w", p, err)
 	}
-	proto = strings.ToLower(proto)
-	n, err := strconv.Atoi(num)
-	if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != num {
-		return "", fmt.Errorf("bad port %q: want a number from 1 to 65535, optionally followed by /tcp, /udp or /sctp", p)
-	}
-	switch proto {
-	case "tcp", "udp", "sctp":
-	default:
-		return "", fmt.Errorf("bad port %q: protocol %q is not tcp, udp or sctp", p, proto)
-	}
-	return num + "/" + proto, nil
+	return pp.String(), nil
 }

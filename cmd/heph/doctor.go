@@ -6,16 +6,18 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/heph-go/heph"
 	"github.com/heph-go/heph/cmd/heph/internal/probe"
+	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/envflag"
+	"github.com/heph-go/heph/internal/retry"
+	"github.com/heph-go/heph/internal/sessions"
 )
 
 // Check statuses.
@@ -120,33 +122,45 @@ func (e env) runChecks(ctx context.Context) []check {
 	}
 	later := []string{"server", "rootless", "watchdog", "network", "image", "container", "port", "cleanup", "leftovers"}
 
-	o, err := e.connect()
+	api, ep, err := e.connect()
 	if err != nil {
 		add("daemon", statusFail, daemonFailure(err), daemonFix(err, e.getenv))
 		return skipRest("needs a daemon", later...)
 	}
-	defer o.Close()
+	defer api.Close()
+	add("daemon", statusOK, fmt.Sprintf("%s, found by: %s", ep.Host, orUnknown(ep.Source)), "")
 
-	d, err := o.Daemon(ctx)
-	add("daemon", statusOK, fmt.Sprintf("%s, found by: %s", o.DaemonHost(), orUnknown(d.Source)), "")
+	v, err := api.Version(ctx)
+	var info engine.Info
+	if err == nil {
+		info, err = api.Info(ctx)
+	}
 	if err != nil {
 		add("server", statusFail, err.Error(), "the daemon answers a ping but not `version` or `info`: check it with `docker info` and its log")
 		return skipRest("needs the daemon's version", later[1:]...)
 	}
-	add("server", statusOK, serverDetail(d), "")
-	if d.Rootless {
+	add("server", statusOK, serverDetail(v, api.APIVersion()), "")
+	if info.Rootless {
 		add("rootless", statusOK, "yes (the daemon runs without root)", "")
 	} else {
 		add("rootless", statusOK, "no", "")
 	}
-	if v := e.getenv(heph.EnvReaper); isOff(v) {
+	if v := e.getenv(heph.EnvReaper); envflag.IsOff(v) {
 		add("watchdog", statusWarn, fmt.Sprintf("off (%s=%s): a test process that is killed leaves its resources behind", heph.EnvReaper, v),
 			fmt.Sprintf("unset %s to have them removed; until then `heph prune --stale` removes them", heph.EnvReaper))
 	} else {
 		add("watchdog", statusOK, "on: when a test process dies, its watchdog removes its resources", "")
 	}
 
-	// From here on doctor makes things: remove them whatever happens.
+	// From here on doctor makes things, through heph's own Orchestrator
+	// (so the port is reached exactly as a test reaches it): remove them
+	// whatever happens.
+	o, err := e.orchestrator()
+	if err != nil {
+		add("network", statusFail, err.Error(), "the daemon answered doctor but not heph's Orchestrator: check DOCKER_HOST and the docker context")
+		return skipRest("needs an Orchestrator", later[4:]...)
+	}
+	defer o.Close()
 	cleanupDone := false
 	cleanup := func() error {
 		if cleanupDone {
@@ -164,12 +178,12 @@ func (e env) runChecks(ctx context.Context) []check {
 		} else {
 			add("cleanup", statusOK, "removed the container and the network doctor made", "")
 		}
-		return append(checks, leftovers(ctx, o))
+		return append(checks, leftovers(ctx, api, o.Session()))
 	}
 
 	// While tests hold every address pool, wait a little for one to free.
 	nctx, ncancel := context.WithTimeout(ctx, 30*time.Second)
-	netw, err := heph.NewNetwork(nctx, o)
+	netw, err := o.CreateNetwork(nctx, heph.NetworkConfig{})
 	ncancel()
 	if err != nil {
 		add("network", statusFail, err.Error(), networkFix(err))
@@ -179,7 +193,7 @@ func (e env) runChecks(ctx context.Context) []check {
 	add("network", statusOK, "created "+netw.Name(), "")
 
 	start := time.Now()
-	img, err := buildProbeImage(ctx, o, d)
+	img, err := buildProbeImage(ctx, o, v)
 	if err != nil {
 		var ie *imageError
 		fix := "check that the daemon can build an image: `docker build` of a FROM scratch Dockerfile"
@@ -192,7 +206,7 @@ func (e env) runChecks(ctx context.Context) []check {
 	}
 	add("image", statusOK, fmt.Sprintf("built %s from %s in %s", img.tag, img.how, time.Since(start).Round(10*time.Millisecond)), "")
 
-	id, err := o.CreateContainer(ctx, heph.ContainerConfig{
+	c, err := o.CreateContainer(ctx, heph.ContainerConfig{
 		Image:        img.tag,
 		Service:      "doctor",
 		Cmd:          []string{"doctor-probe"},
@@ -200,21 +214,15 @@ func (e env) runChecks(ctx context.Context) []check {
 		Networks:     []string{netw.Name()},
 	})
 	if err == nil {
-		err = o.StartContainer(ctx, id)
+		err = c.Start(ctx)
 	}
 	if err != nil {
 		add("container", statusFail, err.Error(), "check that `docker run` works with a locally built image; the daemon's log says more")
 		checks = skipRest("needs the container", "port")
 		return finish()
 	}
-	info, err := o.InspectContainer(ctx, id)
-	if err != nil {
-		add("container", statusFail, err.Error(), "check that `docker run` works with a locally built image; the daemon's log says more")
-		checks = skipRest("needs the container", "port")
-		return finish()
-	}
-	add("container", statusOK, fmt.Sprintf("started %s from it on %s", info.Name, netw.Name()), "")
-	checks = append(checks, portCheck(ctx, info, o.DaemonHost()))
+	add("container", statusOK, fmt.Sprintf("started %s from it on %s", c.Name(), netw.Name()), "")
+	checks = append(checks, portCheck(ctx, c.Endpoint("8080/tcp"), c.Host()))
 	return finish()
 }
 
@@ -225,22 +233,14 @@ func orUnknown(s string) string {
 	return s
 }
 
-func isOff(v string) bool {
-	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "off", "false", "0":
-		return true
-	}
-	return false
-}
-
-func serverDetail(d heph.DaemonInfo) string {
-	product := d.Product
+func serverDetail(v engine.Version, apiVersion string) string {
+	product := v.Product
 	if product == "" {
 		product = "Docker Engine"
 	}
-	s := fmt.Sprintf("%s %s (%s/%s), API %s", product, d.Version, d.OS, d.Arch, orUnknown(d.APIVersion))
-	if d.MinAPIVersion != "" && d.MaxAPIVersion != "" {
-		s += fmt.Sprintf(" (the daemon speaks %s to %s)", d.MinAPIVersion, d.MaxAPIVersion)
+	s := fmt.Sprintf("%s %s (%s/%s), API %s", product, v.Version, v.OS, v.Arch, orUnknown(apiVersion))
+	if v.MinAPIVersion != "" && v.APIVersion != "" {
+		s += fmt.Sprintf(" (the daemon speaks %s to %s)", v.MinAPIVersion, v.APIVersion)
 	}
 	return s
 }
@@ -289,46 +289,43 @@ func networkFix(err error) string {
 	}
 }
 
-// portCheck dials the container's published port from this machine and
-// waits for the probe's greeting.
-func portCheck(ctx context.Context, info heph.ContainerInfo, daemonHost string) check {
-	bindings := info.Ports["8080/tcp"]
-	if len(bindings) == 0 {
+// portCheck dials the container's published port where heph's tests reach
+// it (addr, on host) and waits for the probe's greeting.
+func portCheck(ctx context.Context, addr, host string) check {
+	if addr == "" {
 		return check{Name: "port", Status: statusFail, Detail: "port 8080/tcp of the container is not published",
 			Fix: "the daemon did not publish the port: check `docker run -p 127.0.0.1::8080` and the daemon's log"}
 	}
-	b := bindings[0]
-	host := b.HostIP
-	remote := remoteHost(daemonHost)
-	switch {
-	case host == "" || host == "0.0.0.0" || host == "::":
-		host = "127.0.0.1"
-		if remote != "" {
-			host = remote
-		}
-	}
-	addr := net.JoinHostPort(host, fmt.Sprint(b.HostPort))
+	remote := !isLoopback(host)
 	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	var last error
-	err := backoff.Retry(func() error {
-		last = greet(dctx, addr)
+	err := retry.Poll(dctx, retry.Policy{Initial: 20 * time.Millisecond, Max: 500 * time.Millisecond, Jitter: 0.2}, func(ctx context.Context) error {
+		last = greet(ctx, addr)
 		return last
-	}, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(20*time.Millisecond), backoff.WithMaxInterval(500*time.Millisecond)), dctx))
+	})
 	if err != nil {
 		fix := "the daemon published the port but it does not answer from here: check the userland proxy\n" +
 			"(dockerd --userland-proxy) and iptables; a daemon in a VM must forward ports to this machine"
-		if remote != "" {
-			fix = "the daemon is remote: open its published port range in its firewall"
+		if remote {
+			fix = "the daemon is on " + host + ": open its published port range in its firewall"
 		}
 		return check{Name: "port", Status: statusFail, Detail: fmt.Sprintf("%s (container port 8080/tcp) did not answer within 20s: %v", addr, last), Fix: fix}
 	}
 	where := "on loopback"
-	if remote != "" || !net.ParseIP(host).IsLoopback() {
+	if remote {
 		where = "on " + host
 	}
 	return check{Name: "port", Status: statusOK, Detail: fmt.Sprintf("%s (published %s) answered from the container in %s", addr, where, time.Since(start).Round(time.Millisecond))}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // greet connects to addr and reads the probe's greeting. Before the probe
@@ -347,37 +344,20 @@ func greet(ctx context.Context, addr string) error {
 		return fmt.Errorf("read the greeting: %w", err)
 	}
 	if string(buf) != probe.Greeting {
-		return backoff.Permanent(fmt.Errorf("something else answers: %q", buf))
+		return retry.Permanent(fmt.Errorf("something else answers: %q", buf))
 	}
 	return nil
 }
 
-// remoteHost is the host of a tcp:// daemon that is not on this machine, ""
-// otherwise.
-func remoteHost(daemonHost string) string {
-	u, err := url.Parse(daemonHost)
-	if err != nil || u.Scheme != "tcp" {
-		return ""
-	}
-	h := u.Hostname()
-	if h == "localhost" {
-		return ""
-	}
-	if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
-		return ""
-	}
-	return h
-}
-
 // leftovers reports heph resources on the daemon; it never fails doctor.
-func leftovers(ctx context.Context, o *heph.Orchestrator) check {
-	sessions, err := o.ListSessions(ctx)
+func leftovers(ctx context.Context, api engine.API, own string) check {
+	list, err := sessions.List(ctx, api)
 	if err != nil {
 		return check{Name: "leftovers", Status: statusWarn, Detail: "could not list heph's resources: " + err.Error()}
 	}
 	var n, stale int
-	for _, s := range sessions {
-		if s.ID == o.Session() {
+	for _, s := range list {
+		if s.ID == own {
 			continue
 		}
 		n++

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/heph-go/heph"
+	"github.com/heph-go/heph/internal/engine"
 )
 
 // probeSource is the probe's code, compiled by `go build` when this binary
@@ -48,7 +49,7 @@ func (e *imageError) Error() string { return e.msg }
 // FROM scratch image whose entrypoint is the probe, for the daemon's
 // platform: this binary when it is a static executable for that platform,
 // else the embedded source compiled with go build.
-func buildProbeImage(ctx context.Context, o *heph.Orchestrator, d heph.DaemonInfo) (probeImage, error) {
+func buildProbeImage(ctx context.Context, o *heph.Orchestrator, d engine.Version) (probeImage, error) {
 	dir, err := os.MkdirTemp("", "heph-doctor-")
 	if err != nil {
 		return probeImage{}, err

@@ -58,6 +58,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -68,6 +69,8 @@ import (
 
 	"github.com/heph-go/heph"
 	"github.com/heph-go/heph/cmd/heph/internal/probe"
+	"github.com/heph-go/heph/internal/daemon"
+	"github.com/heph-go/heph/internal/engine"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -101,14 +104,28 @@ const (
 type env struct {
 	stdout, stderr io.Writer
 	now            func() time.Time
-	connect        func() (*heph.Orchestrator, error)
-	getenv         func(string) string
+	// connect finds and pings the daemon, as heph's tests do.
+	connect func() (engine.API, engine.Endpoint, error)
+	// orchestrator makes the Orchestrator doctor creates its probes with.
+	orchestrator func() (*heph.Orchestrator, error)
+	getenv       func(string) string
+}
+
+// connectDaemon is env.connect for real.
+func connectDaemon() (engine.API, engine.Endpoint, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return daemon.Connect(ctx, daemon.OSEnv())
 }
 
 // run runs heph with args (without the program name) and returns the exit
 // status.
 func run(args []string, stdout, stderr io.Writer) int {
-	return env{stdout: stdout, stderr: stderr, now: time.Now, connect: func() (*heph.Orchestrator, error) { return heph.NewOrchestrator() }, getenv: os.Getenv}.run(args)
+	return env{
+		stdout: stdout, stderr: stderr, now: time.Now, getenv: os.Getenv,
+		connect:      connectDaemon,
+		orchestrator: func() (*heph.Orchestrator, error) { return heph.NewOrchestrator() },
+	}.run(args)
 }
 
 func (e env) run(args []string) int {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/heph-go/heph"
+	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/sessions"
 	"github.com/stretchr/testify/require"
 )
 
@@ -40,52 +42,52 @@ var now = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
 
 // fixture is a daemon's worth of sessions: alive and stale ones on this
 // host, one from another host, one from a heph without backstop labels.
-func fixture() []heph.Session {
+func fixture() []sessions.Session {
 	at := func(ago time.Duration) time.Time { return now.Add(-ago) }
-	return []heph.Session{
+	return []sessions.Session{
 		{
 			ID: "0d9a4c1e-7a61-4a8b-9a55-1c2f5e8d3b70", Tests: []string{"TestCheckout/pays_with_card"}, PID: 48211, Host: "ci-runner-7",
-			Created: at(9 * 24 * time.Hour), Process: heph.ProcessGone,
-			Resources: []heph.Resource{
-				{Kind: heph.ResourceContainer, ID: "c1", Name: "heph-db-5e6f7a8b", Test: "TestCheckout/pays_with_card", State: "exited", Created: at(9 * 24 * time.Hour)},
-				{Kind: heph.ResourceContainer, ID: "c2", Name: "heph-payments-0a1b2c3d", Test: "TestCheckout/pays_with_card", State: "running", Created: at(9 * 24 * time.Hour)},
-				{Kind: heph.ResourceNetwork, ID: "n1", Name: "heph-net-9f8e7d6c", Created: at(9 * 24 * time.Hour)},
-				{Kind: heph.ResourceVolume, ID: "heph-pgdata-0d9a4c1e", Name: "heph-pgdata-0d9a4c1e", Created: at(9 * 24 * time.Hour)},
+			Created: at(9 * 24 * time.Hour), Process: sessions.ProcessGone,
+			Resources: []sessions.Resource{
+				{Kind: sessions.ResourceContainer, ID: "c1", Name: "heph-db-5e6f7a8b", Test: "TestCheckout/pays_with_card", State: "exited", Created: at(9 * 24 * time.Hour)},
+				{Kind: sessions.ResourceContainer, ID: "c2", Name: "heph-payments-0a1b2c3d", Test: "TestCheckout/pays_with_card", State: "running", Created: at(9 * 24 * time.Hour)},
+				{Kind: sessions.ResourceNetwork, ID: "n1", Name: "heph-net-9f8e7d6c", Created: at(9 * 24 * time.Hour)},
+				{Kind: sessions.ResourceVolume, ID: "heph-pgdata-0d9a4c1e", Name: "heph-pgdata-0d9a4c1e", Created: at(9 * 24 * time.Hour)},
 			},
 		},
 		{
 			ID: "7b3e2f10-55aa-4c3d-8e21-b0c4d9a6e512", Tests: []string{"TestAPI/a_rather_long_subtest_name_that_does_not_fit", "TestAPI/login"}, PID: 1207, Host: "laptop",
-			Created: at(5 * time.Hour), Process: heph.ProcessUnknown,
-			Resources: []heph.Resource{
-				{Kind: heph.ResourceContainer, ID: "c3", Name: "heph-api-12ab34cd", State: "running", Created: at(5 * time.Hour)},
+			Created: at(5 * time.Hour), Process: sessions.ProcessUnknown,
+			Resources: []sessions.Resource{
+				{Kind: sessions.ResourceContainer, ID: "c3", Name: "heph-api-12ab34cd", State: "running", Created: at(5 * time.Hour)},
 			},
 		},
 		{
 			ID: "a41f0c77-3d2e-4b19-9c08-6e5f7a8b9c0d", Tests: []string{"TestLogin"}, PID: 50123, Host: "ci-runner-7",
-			Created: at(42 * time.Second), Process: heph.ProcessAlive,
-			Resources: []heph.Resource{
-				{Kind: heph.ResourceContainer, ID: "c4", Name: "heph-web-1a2b3c4d", Test: "TestLogin", State: "running", Created: at(41 * time.Second)},
-				{Kind: heph.ResourceContainer, ID: "c5", Name: "heph-worker-2b3c4d5e", Test: "TestLogin", State: "created", Created: at(40 * time.Second)},
-				{Kind: heph.ResourceNetwork, ID: "n2", Name: "heph-net-3c4d5e6f", Created: at(42 * time.Second)},
+			Created: at(42 * time.Second), Process: sessions.ProcessAlive,
+			Resources: []sessions.Resource{
+				{Kind: sessions.ResourceContainer, ID: "c4", Name: "heph-web-1a2b3c4d", Test: "TestLogin", State: "running", Created: at(41 * time.Second)},
+				{Kind: sessions.ResourceContainer, ID: "c5", Name: "heph-worker-2b3c4d5e", Test: "TestLogin", State: "created", Created: at(40 * time.Second)},
+				{Kind: sessions.ResourceNetwork, ID: "n2", Name: "heph-net-3c4d5e6f", Created: at(42 * time.Second)},
 			},
 		},
 		{
-			ID: "b52e", Process: heph.ProcessUnknown,
-			Resources: []heph.Resource{{Kind: heph.ResourceNetwork, ID: "n3", Name: "heph-net-00000000"}},
+			ID: "b52e", Process: sessions.ProcessUnknown,
+			Resources: []sessions.Resource{{Kind: sessions.ResourceNetwork, ID: "n3", Name: "heph-net-00000000"}},
 		},
 	}
 }
 
-const daemon = "unix:///var/run/docker.sock"
+const daemonHost = "unix:///var/run/docker.sock"
 
 func TestPsGolden(t *testing.T) {
-	r := psReport{Daemon: daemon, Sessions: views(fixture(), now, "ci-runner-7")}
+	r := psReport{Daemon: daemonHost, Sessions: views(fixture(), now, "ci-runner-7")}
 	var text, js, empty bytes.Buffer
 	writePs(&text, r)
 	golden(t, "ps.golden", text.Bytes())
 	require.NoError(t, writeJSON(&js, r))
 	golden(t, "ps.json.golden", js.Bytes())
-	writePs(&empty, psReport{Daemon: daemon, Sessions: views(nil, now, "ci-runner-7")})
+	writePs(&empty, psReport{Daemon: daemonHost, Sessions: views(nil, now, "ci-runner-7")})
 	golden(t, "ps_empty.golden", empty.Bytes())
 	for _, l := range strings.Split(text.String(), "\n") {
 		require.LessOrEqual(t, len([]rune(l)), 120, "fits a terminal: %q", l)
@@ -96,7 +98,7 @@ func TestPsGolden(t *testing.T) {
 func TestPruneGolden(t *testing.T) {
 	stale, err := selectSessions(fixture(), pruneSelection{stale: true}, now)
 	require.NoError(t, err)
-	dry := pruneReport{Daemon: daemon, DryRun: true, Sessions: views(stale, now, "ci-runner-7"), Errors: []string{}}
+	dry := pruneReport{Daemon: daemonHost, DryRun: true, Sessions: views(stale, now, "ci-runner-7"), Errors: []string{}}
 	var text, js bytes.Buffer
 	writePrune(&text, dry)
 	golden(t, "prune_dry_run.golden", text.Bytes())
@@ -110,7 +112,7 @@ func TestPruneGolden(t *testing.T) {
 	golden(t, "prune.golden", text.Bytes())
 
 	text.Reset()
-	writePrune(&text, pruneReport{Daemon: daemon, Sessions: []sessionView{}})
+	writePrune(&text, pruneReport{Daemon: daemonHost, Sessions: []sessionView{}})
 	golden(t, "prune_nothing.golden", text.Bytes())
 }
 
@@ -135,9 +137,9 @@ func TestDoctorGolden(t *testing.T) {
 
 	// The real failure without a daemon, through run with a fake connect.
 	e, out, _ := testEnv(map[string]string{"DOCKER_HOST": "unix:///nonexistent.sock"})
-	e.connect = func() (*heph.Orchestrator, error) {
-		return nil, fmt.Errorf("%w; tried:\n  - unix:///nonexistent.sock (DOCKER_HOST): dial unix /nonexistent.sock: connect: %w\nwhat to do:\n  - start the daemon", heph.ErrDockerUnavailable, syscall.ENOENT)
-	}
+	e.connect = connectDaemon // the real discovery and connection, to a socket that is not there
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+	t.Setenv("DOCKER_CONTEXT", "")
 	require.Equal(t, exitFail, e.run([]string{"doctor"}))
 	golden(t, "doctor_no_daemon.golden", out.Bytes())
 }
@@ -146,13 +148,16 @@ func testEnv(vars map[string]string) (env, *bytes.Buffer, *bytes.Buffer) {
 	var out, errOut bytes.Buffer
 	return env{
 		stdout: &out, stderr: &errOut, now: func() time.Time { return now },
-		connect: func() (*heph.Orchestrator, error) { return nil, errors.New("no Docker in unit tests") },
-		getenv:  func(k string) string { return vars[k] },
+		connect: func() (engine.API, engine.Endpoint, error) {
+			return nil, engine.Endpoint{}, errors.New("no Docker in unit tests")
+		},
+		orchestrator: func() (*heph.Orchestrator, error) { return nil, errors.New("no Docker in unit tests") },
+		getenv:       func(k string) string { return vars[k] },
 	}, &out, &errOut
 }
 
 func TestSelectSessions(t *testing.T) {
-	ids := func(ss []heph.Session) []string {
+	ids := func(ss []sessions.Session) []string {
 		out := []string{}
 		for _, s := range ss {
 			out = append(out, shortID(s.ID))
@@ -178,7 +183,7 @@ func TestSelectSessions(t *testing.T) {
 		{"an unknown id", pruneSelection{sessions: []string{"ffff"}}, nil, `no heph resources of session "ffff"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sessions := append(fixture(), heph.Session{ID: "a4ffffff", Process: heph.ProcessUnknown})
+			sessions := append(fixture(), sessions.Session{ID: "a4ffffff", Process: sessions.ProcessUnknown})
 			got, err := selectSessions(sessions, tc.sel, now)
 			if tc.err != "" {
 				require.ErrorContains(t, err, tc.err)
@@ -274,16 +279,12 @@ func TestNetworkFix(t *testing.T) {
 	require.Contains(t, networkFix(errors.New("boom")), "docker network create")
 }
 
-func TestRemoteHost(t *testing.T) {
-	for in, want := range map[string]string{
-		"unix:///var/run/docker.sock": "",
-		"tcp://127.0.0.1:2375":        "",
-		"tcp://localhost:2375":        "",
-		"tcp://[::1]:2375":            "",
-		"tcp://build-box:2376":        "build-box",
-		"tcp://10.0.0.7:2376":         "10.0.0.7",
+func TestIsLoopback(t *testing.T) {
+	for in, want := range map[string]bool{
+		"127.0.0.1": true, "localhost": true, "::1": true, "127.0.0.2": true,
+		"build-box": false, "10.0.0.7": false, "": false,
 	} {
-		require.Equal(t, want, remoteHost(in), in)
+		require.Equal(t, want, isLoopback(in), in)
 	}
 }
 

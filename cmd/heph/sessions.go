@@ -12,10 +12,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/heph-go/heph"
+	"github.com/heph-go/heph/internal/labels"
+	"github.com/heph-go/heph/internal/sessions"
 )
 
-// sessionView is a heph.Session as heph ps and prune show it; its JSON is
+// sessionView is a sessions.Session as heph ps and prune show it; its JSON is
 // the --json output.
 type sessionView struct {
 	Session    string         `json:"session"`
@@ -54,7 +55,7 @@ type pruneReport struct {
 }
 
 // views turns sessions into views at time now; thisHost marks local ones.
-func views(sessions []heph.Session, now time.Time, thisHost string) []sessionView {
+func views(sessions []sessions.Session, now time.Time, thisHost string) []sessionView {
 	out := make([]sessionView, 0, len(sessions))
 	for _, s := range sessions {
 		v := sessionView{
@@ -103,10 +104,10 @@ func ageOf(v sessionView) string {
 }
 
 func alive(v sessionView) string {
-	switch heph.ProcessState(v.Process) {
-	case heph.ProcessAlive:
+	switch sessions.ProcessState(v.Process) {
+	case sessions.ProcessAlive:
 		return "yes"
-	case heph.ProcessGone:
+	case sessions.ProcessGone:
 		return "no"
 	default:
 		return "?"
@@ -211,7 +212,7 @@ func writePs(w io.Writer, r psReport) {
 	writeTable(w, r.Sessions)
 	stale := 0
 	for _, s := range r.Sessions {
-		if heph.ProcessState(s.Process) == heph.ProcessGone {
+		if sessions.ProcessState(s.Process) == sessions.ProcessGone {
 			stale++
 		}
 	}
@@ -260,20 +261,20 @@ func (e env) ps(args []string) int {
 	if status, ok := e.parse(fs, args); !ok {
 		return status
 	}
-	o, err := e.connect()
+	api, ep, err := e.connect()
 	if err != nil {
 		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
 		return exitFail
 	}
-	defer o.Close()
+	defer api.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sessions, err := o.ListSessions(ctx)
+	list, err := sessions.List(ctx, api)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
 		return exitFail
 	}
-	r := psReport{Daemon: o.DaemonHost(), Sessions: views(sessions, e.now(), thisHost())}
+	r := psReport{Daemon: ep.Host, Sessions: views(list, e.now(), thisHost())}
 	if *asJSON {
 		if err := writeJSON(e.stdout, r); err != nil {
 			return exitFail
@@ -298,11 +299,11 @@ func (p pruneSelection) empty() bool {
 
 // selectSessions returns the sessions p selects, at time now. Every --session
 // must name exactly one listed session (by id or unique prefix).
-func selectSessions(sessions []heph.Session, p pruneSelection, now time.Time) ([]heph.Session, error) {
+func selectSessions(all []sessions.Session, p pruneSelection, now time.Time) ([]sessions.Session, error) {
 	want := map[string]bool{}
 	for _, id := range p.sessions {
 		var match []string
-		for _, s := range sessions {
+		for _, s := range all {
 			if s.ID == id {
 				match = []string{s.ID}
 				break
@@ -321,8 +322,8 @@ func selectSessions(sessions []heph.Session, p pruneSelection, now time.Time) ([
 			return nil, fmt.Errorf("session %q is ambiguous: it starts %s; give more of it", id, strings.Join(match, ", "))
 		}
 	}
-	var out []heph.Session
-	for _, s := range sessions {
+	var out []sessions.Session
+	for _, s := range all {
 		switch {
 		case len(want) > 0 && !want[s.ID]:
 		case p.stale && !s.Stale():
@@ -355,26 +356,26 @@ func (e env) prune(args []string) int {
 		return exitUsage
 	}
 
-	o, err := e.connect()
+	api, ep, err := e.connect()
 	if err != nil {
 		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
 		return exitFail
 	}
-	defer o.Close()
+	defer api.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	sessions, err := o.ListSessions(ctx)
+	list, err := sessions.List(ctx, api)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
 		return exitFail
 	}
 	now := e.now()
-	selected, err := selectSessions(sessions, p, now)
+	selected, err := selectSessions(list, p, now)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
 		return exitFail
 	}
-	r := pruneReport{Daemon: o.DaemonHost(), DryRun: *dryRun, Errors: []string{}}
+	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Errors: []string{}}
 	if *dryRun {
 		r.Sessions = views(selected, now, thisHost())
 	} else {
@@ -387,7 +388,7 @@ func (e env) prune(args []string) int {
 			s := &selected[i]
 			if s.ID == "" {
 				errs[i] = fmt.Errorf("%s labelled %s without a %s label: heph removes only by session; use docker rm -f, docker network rm, docker volume rm",
-					plural(len(s.Resources), "resource"), heph.LabelManaged, heph.LabelSession)
+					plural(len(s.Resources), "resource"), labels.Managed, labels.Session)
 				s.Resources = nil
 				continue
 			}
@@ -396,7 +397,7 @@ func (e env) prune(args []string) int {
 				defer wg.Done()
 				slots <- struct{}{}
 				defer func() { <-slots }()
-				s.Resources, errs[i] = o.RemoveSession(ctx, s.ID)
+				s.Resources, errs[i] = sessions.Remove(ctx, api, s.ID)
 			}()
 		}
 		wg.Wait()
@@ -405,7 +406,7 @@ func (e env) prune(args []string) int {
 				r.Errors = append(r.Errors, errs[i].Error())
 			}
 			if len(s.Resources) > 0 {
-				r.Sessions = append(r.Sessions, views([]heph.Session{s}, now, thisHost())...)
+				r.Sessions = append(r.Sessions, views([]sessions.Session{s}, now, thisHost())...)
 			}
 		}
 	}

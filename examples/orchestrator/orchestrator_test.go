@@ -36,36 +36,27 @@ func TestTwoServicesByHand(t *testing.T) {
 		}
 	}()
 
-	image := testenv.Image(t)           // your image here, e.g. "myorg/api:latest"
-	net, err := heph.NewNetwork(ctx, o) // retries while Docker's address pools are all in use
+	image := testenv.Image(t)                              // your image here, e.g. "myorg/api:latest"
+	net, err := o.CreateNetwork(ctx, heph.NetworkConfig{}) // retries while Docker's address pools are all in use
 	if err != nil {
 		t.Fatal(err)
 	}
+	var client *heph.Container
 	for _, svc := range []heph.ContainerConfig{
 		{Image: image, Service: "api", Cmd: []string{"-http", ":8080"}, Networks: []string{net.Name()}},
 		{Image: image, Service: "client", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}, Networks: []string{net.Name()}},
 	} {
-		id, err := o.CreateContainer(ctx, svc)
+		c, err := o.CreateContainer(ctx, svc) // created, not started
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := o.StartContainer(ctx, id); err != nil {
+		if err := c.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
+		client = c
 	}
-
-	var clientAddr string
-	for id, name := range o.ManagedContainers() {
-		info, err := o.InspectContainer(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.Service == "client" {
-			p := info.Ports["8080/tcp"][0]
-			clientAddr = fmt.Sprintf("%s:%d", p.HostIP, p.HostPort)
-			t.Logf("client is %s at %s", name, clientAddr)
-		}
-	}
+	clientAddr := client.Endpoint("8080/tcp") // 127.0.0.1:<port>, where this machine reaches it
+	t.Logf("client is %s at %s", client.Name(), clientAddr)
 
 	// The client container fetches http://api:8080/hostname on the private network.
 	body := getWithRetry(t, "http://"+clientAddr+"/fetch?url=http://api:8080/hostname")

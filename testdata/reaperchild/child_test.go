@@ -42,11 +42,11 @@ func TestChild(t *testing.T) {
 	start := func(cfg heph.ContainerConfig) {
 		t.Helper()
 		cfg.Image = image
-		id, err := o.CreateContainer(ctx, cfg)
+		c, err := o.CreateContainer(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := o.StartContainer(ctx, id); err != nil {
+		if err := c.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -71,7 +71,7 @@ func TestChild(t *testing.T) {
 		return
 	}
 
-	net, err := heph.NewNetwork(ctx, o) // waits while other tests hold every address pool
+	net, err := o.CreateNetwork(ctx, heph.NetworkConfig{}) // waits while other tests hold every address pool
 	if err != nil {
 		t.Fatal(err)
 	}

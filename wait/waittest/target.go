@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heph-go/heph/internal/port"
 	"github.com/heph-go/heph/wait"
 )
 
@@ -460,9 +461,11 @@ func copyState(st wait.State) wait.State {
 	return st
 }
 
+// normalisePort gives a port in canonical form with heph's one port
+// parser; a malformed port is kept as given, so that it is never found.
 func normalisePort(p string) string {
-	if !strings.Contains(p, "/") {
-		return p + "/tcp"
+	if n, err := port.Normalize(p); err == nil {
+		return n
 	}
-	return strings.ToLower(p)
+	return p
 }

@@ -1,0 +1,22 @@
+// Package labels names the labels heph puts on everything it creates, for
+// every layer that writes or reads them (package heph re-exports them).
+package labels
+
+// Label keys. The "heph." prefix is reserved for these.
+const (
+	Prefix  = "heph."
+	Managed = "heph.managed" // "true"
+	Session = "heph.session" // the Orchestrator's session id
+	Service = "heph.service" // a container's service name
+	Test    = "heph.test"    // the test that made it
+	PID     = "heph.pid"     // the process that made it
+	Host    = "heph.host"    // that process's host name
+	// PIDNS is that process's pid namespace ("pid:[4026531836]"), so a
+	// process is judged alive or dead only where its pid means the same
+	// process.
+	PIDNS = "heph.pidns"
+	// Boot is the boot id of that process's machine: a pid from an earlier
+	// boot is not the same process.
+	Boot    = "heph.boot"
+	Created = "heph.created" // RFC 3339, UTC
+)

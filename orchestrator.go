@@ -1,0 +1,407 @@
+package heph
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/heph-go/heph/internal/daemon"
+	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/envflag"
+	"github.com/heph-go/heph/internal/labels"
+	"github.com/heph-go/heph/internal/watchdog"
+)
+
+// Labels heph puts on every container, network and volume it creates. The
+// "heph." prefix is reserved: user labels may not use it.
+const (
+	// LabelManaged marks a resource as made by heph; its value is "true".
+	LabelManaged = labels.Managed
+	// LabelSession holds the id of the Orchestrator session that made it.
+	LabelSession = labels.Session
+	// LabelService holds a container's service name.
+	LabelService = labels.Service
+	// LabelTest holds the name of the test that made it, when there is one.
+	LabelTest = labels.Test
+	// LabelPID holds the process id of the process that made it.
+	LabelPID = labels.PID
+	// LabelHost holds the host name of the machine where that process ran.
+	LabelHost = labels.Host
+	// LabelCreated holds the creation time, RFC 3339 in UTC.
+	LabelCreated = labels.Created
+)
+
+// Defaults for the lifecycle primitives.
+const (
+	// DefaultStopTimeout is how long Container.Stop waits after SIGTERM
+	// before the daemon sends SIGKILL.
+	DefaultStopTimeout = 10 * time.Second
+	// DefaultPullTimeout bounds an image pull when ContainerConfig.PullTimeout
+	// is zero.
+	DefaultPullTimeout = 5 * time.Minute
+
+	// namePrefix starts the name of every container and network heph makes.
+	namePrefix = "heph-"
+)
+
+// EnvReaper is the environment variable that controls the watchdog.
+//
+// By default, before an Orchestrator makes its first container or network,
+// heph starts one watchdog process for the running process (one per daemon):
+// the running binary itself, re-executed, so it needs nothing installed — no
+// image, no registry, no socket mount, no privilege — and works the same
+// from a test binary, a TestMain or any program. It talks to the same daemon
+// as its parent, reached the same way. When the process ends, however it
+// ends (normal exit, panic, go test -timeout, Ctrl-C, SIGKILL), the watchdog
+// removes every container (with its anonymous volumes), network and volume
+// of the process's sessions, retrying for up to two minutes, and exits. It
+// touches no other session's resources, and leaves those kept with
+// HEPH_KEEP. It logs to heph-watchdog-<parent pid>-*.log in os.TempDir, and
+// deletes that file unless it removed something or failed.
+//
+// HEPH_REAPER=off (or 0, false, no) turns it off: resources of a process
+// that dies without running its cleanups are then left on the daemon,
+// labelled with heph.pid, heph.host and heph.created, and `heph prune
+// --stale` removes them later. Unset or on (1, true, yes) leaves it on; any
+// other value is refused with ErrInvalidConfig. A process whose watchdog
+// cannot start gets an error matching ErrWatchdog from the create call, and
+// nothing is created.
+const EnvReaper = "HEPH_REAPER"
+
+// Orchestrator creates, starts, stops, inspects and removes containers and
+// networks on one Docker daemon, and tracks the ones it created so that
+// Teardown can remove them all. It is safe for concurrent use.
+//
+// Make one with NewOrchestrator and release it with Close. Resources it
+// created are not removed by Close: call Teardown (the test-facing builder
+// does this for you in t.Cleanup).
+type Orchestrator struct {
+	api       engine.API
+	endpoint  engine.Endpoint
+	session   string
+	labels    map[string]string // session labels put on every resource
+	watchdogs *watchdog.Set     // nil: no watchdog (unit tests)
+	hostEnv   daemon.HostEnv
+
+	accessOnce sync.Once
+	access     daemon.Access
+
+	mu         sync.Mutex
+	containers map[string]string // container ID → name
+	networks   map[string]string // network ID → name
+	pulls      map[string]*pullCall
+}
+
+// Option configures NewOrchestrator.
+type Option interface {
+	apply(*orchestratorOptions)
+}
+
+type orchestratorOptions struct {
+	daemon *Daemon
+}
+
+type optionFunc func(*orchestratorOptions)
+
+func (f optionFunc) apply(o *orchestratorOptions) { f(o) }
+
+// Daemon says how to reach a Docker daemon, as the docker CLI's environment
+// does (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH,
+// DOCKER_API_VERSION). Everything in it is plain data, so heph's watchdog
+// reaches the very same daemon.
+type Daemon struct {
+	// Host is the daemon's address: unix:///path/docker.sock,
+	// tcp://host:2376 (a port defaults to 2376 with TLS, 2375 without).
+	Host string
+	// TLS speaks TLS; TLSVerify also verifies the daemon's certificate.
+	TLS, TLSVerify bool
+	// CAFile, CertFile and KeyFile are PEM files (the CA that signed the
+	// daemon's certificate, and this client's certificate and key); each
+	// may be empty.
+	CAFile, CertFile, KeyFile string
+	// APIVersion fixes the Engine API version ("1.41"); empty negotiates it.
+	APIVersion string
+}
+
+// WithDaemon makes NewOrchestrator connect to d instead of finding the
+// daemon from the environment. A malformed d is refused with
+// ErrInvalidConfig before any connection.
+func WithDaemon(d Daemon) Option {
+	return optionFunc(func(o *orchestratorOptions) { o.daemon = &d })
+}
+
+// endpoint checks d and turns it into an endpoint.
+func (d Daemon) endpoint() (engine.Endpoint, error) {
+	host, err := daemon.NormalizeHost(d.Host, d.TLS || d.TLSVerify)
+	if err != nil {
+		return engine.Endpoint{}, invalid("Daemon.Host", d.Host, err.Error())
+	}
+	if d.APIVersion != "" {
+		if _, err := daemon.ParseAPIVersion(d.APIVersion); err != nil {
+			return engine.Endpoint{}, invalid("Daemon.APIVersion", d.APIVersion, err.Error())
+		}
+	}
+	return engine.Endpoint{
+		Host: host, Source: "WithDaemon", TLS: d.TLS || d.TLSVerify, TLSVerify: d.TLSVerify,
+		CAFile: d.CAFile, CertFile: d.CertFile, KeyFile: d.KeyFile, APIVersion: d.APIVersion,
+	}, nil
+}
+
+// NewOrchestrator connects to the Docker daemon and returns an Orchestrator
+// with a fresh session id.
+//
+// The daemon is found as the docker CLI finds it: DOCKER_HOST; else
+// DOCKER_CONTEXT or the current context of ~/.docker/config.json; else the
+// rootless socket $XDG_RUNTIME_DIR/docker.sock; else /var/run/docker.sock.
+// DOCKER_TLS_VERIFY, DOCKER_CERT_PATH and DOCKER_API_VERSION are honoured, and
+// the API version is negotiated with the daemon. WithDaemon names a daemon
+// instead. When no daemon answers the error matches ErrDockerUnavailable and
+// names every place that was tried.
+func NewOrchestrator(opts ...Option) (*Orchestrator, error) {
+	var o orchestratorOptions
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var (
+		api engine.API
+		ep  engine.Endpoint
+		err error
+	)
+	if o.daemon != nil {
+		if ep, err = o.daemon.endpoint(); err != nil {
+			return nil, err
+		}
+		api, ep, err = daemon.ConnectEndpoints(ctx, []engine.Endpoint{ep}, 10*time.Second, daemon.DialSDK)
+	} else {
+		api, ep, err = daemon.Connect(ctx, daemon.OSEnv())
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newOrchestrator(api, ep, watchdog.Process), nil
+}
+
+// newOrchestrator makes an Orchestrator over api, with the watchdogs of ws
+// (nil: none, for unit tests over a fake api).
+func newOrchestrator(api engine.API, ep engine.Endpoint, ws *watchdog.Set) *Orchestrator {
+	session := uuid.NewString()
+	host, _ := os.Hostname()
+	return &Orchestrator{
+		api:       api,
+		endpoint:  ep,
+		session:   session,
+		watchdogs: ws,
+		hostEnv:   daemon.OSHostEnv(),
+		labels: map[string]string{
+			LabelManaged: "true",
+			LabelSession: session,
+			LabelPID:     strconv.Itoa(os.Getpid()),
+			LabelHost:    host,
+		},
+		containers: map[string]string{},
+		networks:   map[string]string{},
+		pulls:      map[string]*pullCall{},
+	}
+}
+
+var defaultOrchestrator struct {
+	sync.Mutex
+	o *Orchestrator
+}
+
+// DefaultOrchestrator returns the process-wide Orchestrator that Start and
+// TestNetwork use, made on first use from the environment (see
+// NewOrchestrator). It is never closed; each test's resources are removed by
+// the test's cleanup. When no daemon answers the error matches
+// ErrDockerUnavailable, and the next call tries again.
+func DefaultOrchestrator() (*Orchestrator, error) {
+	defaultOrchestrator.Lock()
+	defer defaultOrchestrator.Unlock()
+	if defaultOrchestrator.o == nil {
+		o, err := NewOrchestrator()
+		if err != nil {
+			return nil, err
+		}
+		defaultOrchestrator.o = o
+	}
+	return defaultOrchestrator.o, nil
+}
+
+// Session returns the id this Orchestrator puts in the heph.session label of
+// everything it creates.
+func (o *Orchestrator) Session() string { return o.session }
+
+// Close releases the connection to the daemon. It does not remove any
+// container or network: call Teardown first.
+func (o *Orchestrator) Close() error { return o.api.Close() }
+
+// resourceLabels returns the labels for a new resource: the session labels,
+// the creation time, then extra (already validated).
+func (o *Orchestrator) resourceLabels(extra ...map[string]string) map[string]string {
+	l := make(map[string]string, len(o.labels)+4)
+	maps.Copy(l, o.labels)
+	l[LabelCreated] = time.Now().UTC().Format(time.RFC3339)
+	for _, m := range extra {
+		maps.Copy(l, m)
+	}
+	return l
+}
+
+// newName returns "heph-<part>-<8 hex>".
+func newName(part string) string {
+	return namePrefix + part + "-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:8]
+}
+
+// reaperOn reads HEPH_REAPER.
+func reaperOn() (bool, error) {
+	on, err := envflag.Bool(EnvReaper, os.Getenv(EnvReaper), true)
+	if err != nil {
+		return true, invalid(EnvReaper, os.Getenv(EnvReaper), "want "+envflag.Words)
+	}
+	return on, nil
+}
+
+// watchdogEndpoint is the endpoint the watchdog dials: o's, with the API
+// version o negotiated.
+func (o *Orchestrator) watchdogEndpoint() engine.Endpoint {
+	ep := o.endpoint
+	if ep.APIVersion == "" {
+		ep.APIVersion = o.api.APIVersion()
+	}
+	return ep
+}
+
+// watch makes sure this process's watchdog knows o's session before o makes
+// its first resource, so the resource is removed even if the process dies
+// without running its cleanups. After the first call for a session it costs
+// a mutex and a map lookup. It does nothing with HEPH_REAPER=off.
+func (o *Orchestrator) watch() error {
+	on, err := reaperOn()
+	if err != nil || !on || o.watchdogs == nil {
+		return err
+	}
+	return o.watchdogs.Announce(o.session, o.watchdogEndpoint())
+}
+
+// keep asks the watchdog to leave these resources (container and network
+// IDs) in place when the process exits (HEPH_KEEP), so a kept test's
+// containers outlive it.
+func (o *Orchestrator) keep(ids ...string) error {
+	if on, _ := reaperOn(); !on || o.watchdogs == nil {
+		return nil
+	}
+	return o.watchdogs.Keep(o.watchdogEndpoint(), ids...)
+}
+
+// ports decides, once, where published ports are bound and reached (see
+// daemon.Decide).
+func (o *Orchestrator) ports(ctx context.Context) daemon.Access {
+	o.accessOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		o.access = daemon.Decide(ctx, o.endpoint, o.hostEnv, o.api)
+	})
+	return o.access
+}
+
+// Teardown removes every container this Orchestrator created and still
+// tracks, concurrently, then every network it created, then the named
+// volumes the daemon created for its mounts. It returns every failure joined;
+// resources already gone are not failures. It may be called more than once.
+func (o *Orchestrator) Teardown(ctx context.Context) error {
+	o.mu.Lock()
+	ids := make([]string, 0, len(o.containers))
+	for id := range o.containers {
+		ids = append(ids, id)
+	}
+	o.mu.Unlock()
+
+	errs := eachConcurrently(ids, func(_ int, id string) error {
+		if err := o.RemoveContainer(ctx, id); !errors.Is(err, ErrContainerNotFound) {
+			return err
+		}
+		return nil
+	})
+
+	o.mu.Lock()
+	nets := make([]string, 0, len(o.networks))
+	for id := range o.networks {
+		nets = append(nets, id)
+	}
+	o.mu.Unlock()
+	for _, id := range nets {
+		if err := o.removeNetwork(ctx, id); !errors.Is(err, ErrNetworkNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, o.removeSessionVolumes(ctx))
+	return errors.Join(errs...)
+}
+
+// removeSessionVolumes removes the named volumes labelled with this session.
+func (o *Orchestrator) removeSessionVolumes(ctx context.Context) error {
+	vols, err := o.api.VolumeList(ctx, engine.Filter{}.Add("label", LabelSession+"="+o.session))
+	if err != nil {
+		return wrap("list volumes of session", o.session, err, nil)
+	}
+	var errs []error
+	for _, v := range vols {
+		if err := o.api.VolumeRemove(ctx, v.Name); err != nil && !errors.Is(err, engine.ErrNotFound) {
+			errs = append(errs, wrap("remove volume", v.Name, err, nil))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Orchestrator) track(id, name string) {
+	o.mu.Lock()
+	o.containers[id] = name
+	o.mu.Unlock()
+}
+
+func (o *Orchestrator) untrack(id string) {
+	o.mu.Lock()
+	delete(o.containers, id)
+	o.mu.Unlock()
+}
+
+// nameOf returns the name of a tracked container, else the ID as given
+// (shortened), for error messages.
+func (o *Orchestrator) nameOf(id string) string {
+	o.mu.Lock()
+	name, ok := o.containers[id]
+	o.mu.Unlock()
+	if ok {
+		return name
+	}
+	if len(id) == 64 {
+		return id[:12]
+	}
+	return id
+}
+
+// eachConcurrently calls f for every item at once and returns their errors,
+// in the order of items (nil where f succeeded), when all have returned.
+func eachConcurrently[T any](items []T, f func(i int, item T) error) []error {
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for i, item := range items {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(i, item)
+		}()
+	}
+	wg.Wait()
+	return errs
+}
