@@ -99,23 +99,10 @@ type Orchestrator struct {
 	pulls      map[string]*pullCall
 }
 
-// Option configures NewOrchestrator.
-type Option interface {
-	apply(*orchestratorOptions)
-}
-
-type orchestratorOptions struct {
-	daemon *Daemon
-}
-
-type optionFunc func(*orchestratorOptions)
-
-func (f optionFunc) apply(o *orchestratorOptions) { f(o) }
-
 // Daemon says how to reach a Docker daemon, as the docker CLI's environment
 // does (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH,
-// DOCKER_API_VERSION). Everything in it is plain data, so heph's watchdog
-// reaches the very same daemon.
+// DOCKER_API_VERSION), for NewOrchestrator. Everything in it is plain data,
+// so heph's watchdog reaches the very same daemon.
 type Daemon struct {
 	// Host is the daemon's address: unix:///path/docker.sock,
 	// tcp://host:2376 (a port defaults to 2376 with TLS, 2375 without).
@@ -130,13 +117,6 @@ type Daemon struct {
 	APIVersion string
 }
 
-// WithDaemon makes NewOrchestrator connect to d instead of finding the
-// daemon from the environment. A malformed d is refused with
-// ErrInvalidConfig before any connection.
-func WithDaemon(d Daemon) Option {
-	return optionFunc(func(o *orchestratorOptions) { o.daemon = &d })
-}
-
 // endpoint checks d and turns it into an endpoint.
 func (d Daemon) endpoint() (engine.Endpoint, error) {
 	host, err := daemon.NormalizeHost(d.Host, d.TLS || d.TLSVerify)
@@ -149,7 +129,7 @@ func (d Daemon) endpoint() (engine.Endpoint, error) {
 		}
 	}
 	return engine.Endpoint{
-		Host: host, Source: "WithDaemon", TLS: d.TLS || d.TLSVerify, TLSVerify: d.TLSVerify,
+		Host: host, Source: "heph.Daemon", TLS: d.TLS || d.TLSVerify, TLSVerify: d.TLSVerify,
 		CAFile: d.CAFile, CertFile: d.CertFile, KeyFile: d.KeyFile, APIVersion: d.APIVersion,
 	}, nil
 }
@@ -161,13 +141,15 @@ func (d Daemon) endpoint() (engine.Endpoint, error) {
 // DOCKER_CONTEXT or the current context of ~/.docker/config.json; else the
 // rootless socket $XDG_RUNTIME_DIR/docker.sock; else /var/run/docker.sock.
 // DOCKER_TLS_VERIFY, DOCKER_CERT_PATH and DOCKER_API_VERSION are honoured, and
-// the API version is negotiated with the daemon. WithDaemon names a daemon
-// instead. When no daemon answers the error matches ErrDockerUnavailable and
-// names every place that was tried.
-func NewOrchestrator(opts ...Option) (*Orchestrator, error) {
-	var o orchestratorOptions
-	for _, opt := range opts {
-		opt.apply(&o)
+// the API version is negotiated with the daemon.
+//
+// NewOrchestrator(heph.Daemon{…}) connects to that daemon instead (one at
+// most; a malformed one is refused with ErrInvalidConfig before any
+// connection). When no daemon answers the error matches
+// ErrDockerUnavailable and names every place that was tried.
+func NewOrchestrator(d ...Daemon) (*Orchestrator, error) {
+	if len(d) > 1 {
+		return nil, invalid("NewOrchestrator", len(d), "takes at most one Daemon")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -177,8 +159,8 @@ func NewOrchestrator(opts ...Option) (*Orchestrator, error) {
 		ep  engine.Endpoint
 		err error
 	)
-	if o.daemon != nil {
-		if ep, err = o.daemon.endpoint(); err != nil {
+	if len(d) == 1 {
+		if ep, err = d[0].endpoint(); err != nil {
 			return nil, err
 		}
 		api, ep, err = daemon.ConnectEndpoints(ctx, []engine.Endpoint{ep}, 10*time.Second, daemon.DialSDK)
