@@ -4,6 +4,8 @@
 // sentinels, so errors.Is works the same from every layer.
 package errs
 
+//lint:file-ignore ST1012 the package name says what they are: errs.ContainerNotFound, re-exported as heph.ErrContainerNotFound
+
 import (
 	"errors"
 	"fmt"
