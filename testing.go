@@ -101,12 +101,17 @@ func (r ContainerRequest) Run(ctx context.Context, o *Orchestrator) (*Container,
 	return c, nil
 }
 
-// check reports the request's invalid options, before any Docker call.
+// check reports the request's invalid options (and an invalid
+// HEPH_REAPER), before any Docker call.
 func (r ContainerRequest) check() error {
 	if len(r.errs) > 0 {
 		return errors.Join(r.errs...)
 	}
-	return r.cfg.validate()
+	if err := r.cfg.validate(); err != nil {
+		return err
+	}
+	_, err := reaperOn()
+	return err
 }
 
 // start creates, fills, starts and waits for the container. Once the
