@@ -84,10 +84,14 @@ func StartAll(t testing.TB, reqs ...ContainerRequest) []*Container {
 // programs — on o, joined to the WithNetwork networks (else Docker's default
 // bridge), and returns it ready. The caller removes it with Terminate (and
 // its networks with Network.Remove). On failure Run removes what it made
-// before returning the error.
+// before returning the error. Invalid options, or a nil o, are refused with
+// ErrInvalidConfig before any Docker call.
 func (r ContainerRequest) Run(ctx context.Context, o *Orchestrator) (*Container, error) {
 	if err := r.check(); err != nil {
 		return nil, err
+	}
+	if o == nil {
+		return nil, &errs.InvalidError{What: "Run", Reason: "the Orchestrator is nil: make one with NewOrchestrator, or use DefaultOrchestrator"}
 	}
 	c, err := r.start(ctx, o, nil, "", nil)
 	if err != nil && c != nil {
