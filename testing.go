@@ -287,7 +287,7 @@ func (st *testState) followLogs(c *Container) {
 			printed = logLines(r, logLine)
 			r.Close()
 		} else if st.logCtx.Err() == nil {
-			st.t.Logf("heph: [%s] cannot follow logs: %v", c.service, err)
+			st.t.Logf("heph: [%s] cannot follow logs: %s", c.service, errs.Strip(err.Error()))
 		}
 		// The teardown may stop (or even forestall) the stream before it
 		// delivered all the container wrote: read the rest once, without
