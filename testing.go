@@ -250,7 +250,7 @@ func (st *testState) start(r ContainerRequest) (*Container, error) {
 	net, err := st.network(nctx, o)
 	cancel()
 	if err != nil {
-		return nil, errs.Op("create the test's network", "", nil, err)
+		return nil, errs.Op("test network", "", nil, err)
 	}
 	return r.start(ctx, o, net, st.t.Name(), st)
 }
