@@ -152,8 +152,8 @@ func TestPullTimeout(t *testing.T) {
 	err := o.PullImage(context.Background(), "app:1", 50*time.Millisecond)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Less(t, time.Since(start), 30*time.Second)
-	require.Regexp(t, `^heph: pull image "app:1": timed out after \d+ms \(pull timeout 50ms\): context deadline exceeded`, err.Error())
-	require.Equal(t, 1, strings.Count(err.Error(), "heph:"))
+	require.Regexp(t, `^heph: pull image "app:1": timed out after \d+ms \(pull timeout 50ms\): context deadline exceeded$`, err.Error(),
+		"the cause is said once")
 }
 
 func TestPullErrors(t *testing.T) {
