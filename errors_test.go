@@ -83,7 +83,7 @@ func TestErrorPrefixesNeverStutter(t *testing.T) {
 			_, err := h.f.NetworkCreate(context.Background(), engine.NetworkSpec{Name: "someone-elses"})
 			require.NoError(t, err)
 		}, start(NewContainer("app").WithStartupTimeout(200*time.Millisecond)),
-			`start app (service "app")`, "test network", "create network", "Docker's address pools stayed exhausted")
+			`start app (service "app")`, "test network", "create network", "the daemon's address pools stayed exhausted")
 
 		startFails(t, "Start: the image pull times out", func(h *harness) {
 			h.f.AddImage("other", engine.Image{})

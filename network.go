@@ -77,7 +77,7 @@ func (o *Orchestrator) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*N
 			said = op.Err // the daemon's own words, without heph's prefix
 		}
 		return nil, errs.Op("create network", "", ErrNetworkPoolExhausted, fmt.Errorf(
-			"Docker's address pools stayed exhausted: waited %s (%d attempts) for another test to free a network, then gave up: %w; the daemon said: %w\n"+
+			"the daemon's address pools stayed exhausted: waited %s (%d attempts) for another test to free a network, then gave up: %w; the daemon said: %w\n"+
 				"Docker's default address pools hold about 30 bridge networks and all are in use. Run fewer tests at once (go test -parallel), "+
 				"remove stale networks (heph prune --stale, or docker network prune --filter label=heph.managed), "+
 				"or give the daemon more pools (default-address-pools in /etc/docker/daemon.json)",

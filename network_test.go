@@ -97,7 +97,7 @@ func TestCreateNetworkGivesUpWhenTheContextEnds(t *testing.T) {
 	require.ErrorIs(t, err, ErrNetworkPoolExhausted)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	msg := err.Error()
-	require.Regexp(t, `^heph: create network: Docker's address pools stayed exhausted: waited \d+(\.\d+)?m?s \(\d+ attempts\) for another test to free a network, then gave up: context deadline exceeded`, msg)
+	require.Regexp(t, `^heph: create network: the daemon's address pools stayed exhausted: waited \d+(\.\d+)?m?s \(\d+ attempts\) for another test to free a network, then gave up: context deadline exceeded`, msg)
 	require.Contains(t, msg, "could not find an available, non-overlapping IPv4 address pool", "what the daemon said")
 	for _, advice := range []string{"go test -parallel", "heph prune --stale", "docker network prune --filter label=heph.managed", "default-address-pools in /etc/docker/daemon.json"} {
 		require.Contains(t, msg, advice)
