@@ -34,7 +34,7 @@ func created(t *testing.T, cfg ContainerConfig) (*Container, *enginetest.Fake) {
 
 // tarEntries reads a tar stream: name → content (directories end in "/"),
 // and name → mode.
-func tarEntries(t *testing.T, b []byte) (map[string]string, map[string]fs.FileMode) {
+func tarEntries(t testing.TB, b []byte) (map[string]string, map[string]fs.FileMode) {
 	t.Helper()
 	files, modes := map[string]string{}, map[string]fs.FileMode{}
 	tr := tar.NewReader(bytes.NewReader(b))
@@ -265,12 +265,13 @@ func TestWithFileIsCopiedInBeforeTheStart(t *testing.T) {
 	h.ft.run(func(t testing.TB) {
 		c := NewContainer("app").WithFile("/etc/app/app.conf", []byte("port=1"), 0o600).WithFile("/run.sh", []byte("#!"), 0o755).Start(t)
 		id = c.ID()
-		files, modes := tarEntries(h.ft.TB.(*testing.T), h.f.Copied(id, "/"))
+		files, modes := tarEntries(t, h.f.Copied(id, "/"))
 		require.Equal(t, map[string]string{"etc/app/app.conf": "port=1", "run.sh": "#!"}, files)
 		require.Equal(t, fs.FileMode(0o600), modes["etc/app/app.conf"])
 		require.Equal(t, fs.FileMode(0o755), modes["run.sh"])
 	})
 	require.Empty(t, h.ft.fatal)
+	require.Empty(t, h.ft.errors)
 	require.Equal(t, []string{"CopyTo", "ContainerStart"}, order())
 }
 
@@ -325,4 +326,39 @@ func TestDescribeAContainerThatIsGone(t *testing.T) {
 	require.Equal(t, "container "+c.Name()+" (service db): state unknown: inspect container \""+c.Name()+"\": No such container: "+c.ID()+"\n", d)
 	require.NotContains(t, d, "heph:", "describe goes inside heph's messages: no prefix of its own")
 	require.Equal(t, 0, strings.Count(d, "heph: "))
+}
+
+func TestARunContainerRestartsWithinItsStartupTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o, f := newTestOrchestrator()
+	var deadlines []time.Duration
+	c, err := NewContainer("app").WithExposedPorts("8080").WithStartupTimeout(42*time.Second).Run(ctx, o)
+	require.NoError(t, err)
+	require.NoError(t, c.Stop(ctx))
+	f.Hook = func(ctx context.Context, call string, _ any) error {
+		if d, ok := ctx.Deadline(); ok && call == "ContainerStart" {
+			deadlines = append(deadlines, time.Until(d))
+		}
+		return nil
+	}
+	require.NoError(t, c.Start(ctx))
+	require.Len(t, deadlines, 1)
+	require.InDelta(t, 42*time.Second, deadlines[0], float64(10*time.Second), "the restart is bounded like the first start")
+	require.Equal(t, "127.0.0.1:32769", c.Endpoint("8080"), "the handle knows the new host port")
+}
+
+func TestAGracefulTerminateThatCannotStopKeepsTheContainer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o, f := newTestOrchestrator()
+	c, err := NewContainer("app").WithGracefulStop(time.Second).Run(ctx, o)
+	require.NoError(t, err)
+	failOn(f, "ContainerStop", enginetest.Unavailable("busy"))
+	err = c.Terminate(ctx)
+	require.EqualError(t, err, `heph: stop container "`+c.Name()+`": busy`)
+	require.Zero(t, f.CallCount("ContainerRemove"), "not removed before its graceful stop")
+	f.Hook = nil
+	require.NoError(t, c.Terminate(ctx), "the next Terminate tries again")
+	require.Empty(t, trackedContainers(o))
 }

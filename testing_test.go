@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"runtime"
 	"slices"
@@ -71,6 +72,15 @@ func (f *fakeT) Log(args ...any) { f.Logf("%s", fmt.Sprint(args...)) }
 func (f *fakeT) Fatalf(format string, args ...any) {
 	f.mu.Lock()
 	f.fatal = fmt.Sprintf(format, args...)
+	f.failed = true
+	f.mu.Unlock()
+	runtime.Goexit()
+}
+
+// FailNow ends the body as Fatalf does: a require in the body has put its
+// message in errors, which the test then checks.
+func (f *fakeT) FailNow() {
+	f.mu.Lock()
 	f.failed = true
 	f.mu.Unlock()
 	runtime.Goexit()
@@ -488,6 +498,7 @@ func TestStartAll(t *testing.T) {
 		require.Equal(t, 1, h.f.CallCount("NetworkCreate"))
 	})
 	require.Empty(t, h.ft.fatal)
+	require.Empty(t, h.ft.errors)
 	require.Equal(t, [3]int{0, 0, 0}, h.left())
 }
 
@@ -534,4 +545,68 @@ func (s *stopRecorder) timeouts() []time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.seen)
+}
+
+func TestEachTestHasItsOwnNetwork(t *testing.T) {
+	h := newHarness(t)
+	other := newFakeT(t, "TestOther")
+	var mine, theirs *Network
+	h.ft.run(func(t testing.TB) {
+		mine = TestNetwork(t)
+		require.Same(t, mine, TestNetwork(t), "one network a test")
+		other.run(func(t testing.TB) {
+			theirs = TestNetwork(t)
+			_, networks, _ := h.f.Counts()
+			require.Equal(t, 2, networks)
+		})
+		_, networks, _ := h.f.Counts()
+		require.Equal(t, 1, networks, "the other test's network went with it")
+	})
+	require.Empty(t, h.ft.errors)
+	require.Empty(t, other.errors)
+	require.NotEqual(t, mine.Name(), theirs.Name())
+	require.Equal(t, [3]int{0, 0, 0}, h.left())
+}
+
+func TestTestNetworkFailureFailsTheTest(t *testing.T) {
+	h := newHarness(t)
+	failOn(h.f, "NetworkCreate", errors.New("plugin not found"))
+	h.ft.run(func(t testing.TB) { TestNetwork(t) })
+	require.Regexp(t, `^heph: test network: create network "heph-net-[0-9a-f]{8}": plugin not found$`, h.ft.fatal)
+}
+
+func TestWithNetworkJoinsAnotherNetwork(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	shared, err := h.o.CreateNetwork(ctx, NetworkConfig{})
+	require.NoError(t, err)
+	req := NewContainer("app").WithName("api").WithNetwork(shared)
+
+	c, err := req.Run(ctx, h.o)
+	require.NoError(t, err)
+	info, err := c.Inspect(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{shared.Name()}, slices.Sorted(maps.Keys(info.Networks)), "Run: only the networks asked for")
+	require.Equal(t, []string{"api"}, info.Networks[shared.Name()].Aliases)
+	require.NoError(t, c.Terminate(ctx))
+
+	h.ft.run(func(t testing.TB) {
+		c := req.Start(t)
+		info, err := c.Inspect(ctx)
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{shared.Name(), TestNetwork(t).Name()}, slices.Collect(maps.Keys(info.Networks)),
+			"Start: the test's network and the one asked for")
+	})
+	require.Empty(t, h.ft.errors)
+	require.Equal(t, [3]int{0, 1, 0}, h.left(), "the shared network is its maker's to remove")
+}
+
+func TestAStartThatCannotInspectSaysWhatItKnows(t *testing.T) {
+	h := newHarness(t)
+	failOn(h.f, "ContainerInspect", enginetest.Unavailable("daemon is restarting"))
+	h.ft.run(func(t testing.TB) { NewContainer("app").Start(t) })
+	lines := strings.Split(h.ft.fatal, "\n")
+	require.Regexp(t, `^heph: start app \(service "app"\): inspect container "heph-app-[0-9a-f]{8}": daemon is restarting$`, lines[0])
+	require.Regexp(t, `^container heph-app-[0-9a-f]{8} \(service app\): state unknown: inspect container "heph-app-[0-9a-f]{8}": daemon is restarting$`, lines[1])
+	require.Equal(t, [3]int{0, 0, 0}, h.left())
 }
