@@ -91,13 +91,13 @@ func TestCreateNetworkGivesUpWhenTheContextEnds(t *testing.T) {
 	_, err := o.CreateNetwork(context.Background(), NetworkConfig{})
 	require.NoError(t, err)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, err = o.CreateNetwork(ctx, NetworkConfig{})
 	require.ErrorIs(t, err, ErrNetworkPoolExhausted)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	msg := err.Error()
-	require.Regexp(t, `^heph: create network: the daemon's address pools stayed exhausted: waited \d+(\.\d+)?m?s \(\d+ attempts\) for another test to free a network, then gave up: context deadline exceeded`, msg)
+	require.Regexp(t, `^heph: create network: the daemon's address pools stayed exhausted: waited [0-9.]+m?s \(\d+ attempts\) for another test to free a network, then gave up: context deadline exceeded`, msg)
 	require.Contains(t, msg, "could not find an available, non-overlapping IPv4 address pool", "what the daemon said")
 	for _, advice := range []string{"go test -parallel", "heph prune --stale", "docker network prune --filter label=heph.managed", "default-address-pools in /etc/docker/daemon.json"} {
 		require.Contains(t, msg, advice)
@@ -105,7 +105,7 @@ func TestCreateNetworkGivesUpWhenTheContextEnds(t *testing.T) {
 	for _, line := range strings.Split(msg, "\n") {
 		require.LessOrEqual(t, strings.Count(line, "heph:"), 1, line)
 	}
-	require.Greater(t, f.CallCount("NetworkCreate"), 2, "it kept trying until the context ended")
+	require.GreaterOrEqual(t, f.CallCount("NetworkCreate")-1, 2, "the second network: tried again until the context ended")
 	require.Len(t, trackedNetworks(o), 1)
 }
 
