@@ -222,10 +222,10 @@ func TestCleanupIsRegisteredBeforeTheFirstDockerCall(t *testing.T) {
 func TestAFailedStartRemovesWhatItMade(t *testing.T) {
 	notReady := wait.ForFunc(func(context.Context, wait.Target) error { return errors.New("no answer on /health") })
 	cases := []struct {
-		reason string
-		req    ContainerRequest
-		break_ func(f *enginetest.Fake)
-		want   []string
+		reason  string
+		req     ContainerRequest
+		breakIt func(f *enginetest.Fake)
+		want    []string
 	}{
 		{
 			"created, but the start is refused",
@@ -268,7 +268,7 @@ func TestAFailedStartRemovesWhatItMade(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
 			h := newHarness(t)
-			tc.break_(h.f)
+			tc.breakIt(h.f)
 			h.ft.run(func(t testing.TB) { tc.req.Start(t) })
 			for _, w := range tc.want {
 				require.Contains(t, h.ft.fatal, w)
@@ -278,7 +278,7 @@ func TestAFailedStartRemovesWhatItMade(t *testing.T) {
 
 			// Run removes what it made before it returns.
 			h = newHarness(t)
-			tc.break_(h.f)
+			tc.breakIt(h.f)
 			c, err := tc.req.Run(context.Background(), h.o)
 			require.Nil(t, c)
 			require.ErrorContains(t, err, strings.Replace(tc.want[0], "heph: start", "heph: run", 1))
