@@ -97,7 +97,7 @@ func (r ContainerRequest) WithName(service string) ContainerRequest {
 func (r ContainerRequest) WithEnv(key, value string) ContainerRequest {
 	r = r.clone()
 	if err := errors.Join(rules.EnvKey(key), rules.EnvValue(value)); err != nil {
-		return r.fail("WithEnv", key, err) // the key only: the value may be a secret
+		return r.fail("WithEnv", envKeyShown(key), err) // the key only: the value may be a secret
 	}
 	if r.cfg.Env == nil {
 		r.cfg.Env = map[string]string{}
