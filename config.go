@@ -239,7 +239,7 @@ func (c ContainerConfig) validate() error {
 	}
 	if c.WaitStrategy != nil {
 		if err := wait.Validate(c.WaitStrategy); err != nil {
-			errs = append(errs, &herrs.InvalidError{What: "WaitStrategy", Reason: strings.TrimPrefix(err.Error(), "wait: ")})
+			errs = append(errs, &herrs.InvalidError{What: "WaitStrategy", Err: err})
 		}
 	}
 	return errors.Join(errs...)

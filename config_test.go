@@ -72,7 +72,7 @@ func TestInvalidConfigsAreRefusedBeforeAnyDockerCall(t *testing.T) {
 		{"user with a space", with(func(c *ContainerConfig) { c.User = "root user" }), `User "root user": must be "user", "uid", "user:group" or "uid:gid"`},
 		{"empty network", with(func(c *ContainerConfig) { c.Networks = []string{""} }), `Networks[0] "": is empty`},
 		{"network twice", with(func(c *ContainerConfig) { c.Networks = []string{"n", "n"} }), `Networks[1] "n": is listed twice`},
-		{"a malformed wait strategy", with(func(c *ContainerConfig) { c.WaitStrategy = wait.ForListeningPort("80/xyz") }), `WaitStrategy: invalid strategy ForListeningPort("80/xyz"): bad port "80/xyz": protocol "xyz" is not tcp, udp or sctp`},
+		{"a malformed wait strategy", with(func(c *ContainerConfig) { c.WaitStrategy = wait.ForListeningPort("80/xyz") }), `WaitStrategy: wait: invalid strategy ForListeningPort("80/xyz"): bad port "80/xyz": protocol "xyz" is not tcp, udp or sctp`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {

@@ -122,7 +122,7 @@ type Daemon struct {
 // endpoint checks d and turns it into an endpoint.
 func (d Daemon) endpoint() (engine.Endpoint, error) {
 	if strings.TrimSpace(d.Host) == "" {
-		return engine.Endpoint{}, invalid("Daemon.Host", d.Host, "is empty: name the daemon (unix:///var/run/docker.sock), or leave WithDaemon out to find it from the environment")
+		return engine.Endpoint{}, invalid("Daemon.Host", d.Host, "is empty: name the daemon (unix:///var/run/docker.sock), or call NewOrchestrator() to find it from the environment")
 	}
 	host, err := daemon.NormalizeHost(d.Host, d.TLS || d.TLSVerify)
 	if err != nil {

@@ -66,7 +66,7 @@ func failOn(f *enginetest.Fake, call string, err error, only ...string) {
 	}
 }
 
-func TestWithDaemonRefusesMalformedInputBeforeConnecting(t *testing.T) {
+func TestNewOrchestratorDaemonRefusesMalformedInputBeforeConnecting(t *testing.T) {
 	dir := t.TempDir()
 	cert := filepath.Join(dir, "cert.pem")
 	require.NoError(t, os.WriteFile(cert, []byte("not read before the connection"), 0o600))
@@ -89,7 +89,7 @@ func TestWithDaemonRefusesMalformedInputBeforeConnecting(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
-			o, err := NewOrchestrator(WithDaemon(tc.d))
+			o, err := NewOrchestrator(tc.d)
 			require.Nil(t, o)
 			require.ErrorIs(t, err, ErrInvalidConfig)
 			require.NotErrorIs(t, err, ErrDockerUnavailable, "refused, not tried")
@@ -98,9 +98,9 @@ func TestWithDaemonRefusesMalformedInputBeforeConnecting(t *testing.T) {
 	}
 }
 
-func TestWithDaemonThatDoesNotAnswerIsUnavailable(t *testing.T) {
+func TestNewOrchestratorDaemonThatDoesNotAnswerIsUnavailable(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
-	_, err := NewOrchestrator(WithDaemon(Daemon{Host: "unix://" + sock, APIVersion: "v1.41"}))
+	_, err := NewOrchestrator(Daemon{Host: "unix://" + sock, APIVersion: "v1.41"})
 	require.ErrorIs(t, err, ErrDockerUnavailable, "a well-formed daemon is tried")
 	require.NotErrorIs(t, err, ErrInvalidConfig)
 	require.ErrorContains(t, err, sock, "the message names the place tried")
@@ -116,7 +116,7 @@ func TestDaemonEndpointCarriesEverySetting(t *testing.T) {
 	ep, err := Daemon{Host: "tcp://box", TLSVerify: true, CAFile: files["ca.pem"], CertFile: files["cert.pem"], KeyFile: files["key.pem"], APIVersion: "1.41"}.endpoint()
 	require.NoError(t, err)
 	require.Equal(t, engine.Endpoint{
-		Host: "tcp://box:2376", Source: "WithDaemon", TLS: true, TLSVerify: true,
+		Host: "tcp://box:2376", Source: "heph.Daemon", TLS: true, TLSVerify: true,
 		CAFile: files["ca.pem"], CertFile: files["cert.pem"], KeyFile: files["key.pem"], APIVersion: "1.41",
 	}, ep, "TLSVerify implies TLS, and a TLS port defaults to 2376: the watchdog gets the same endpoint")
 

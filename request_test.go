@@ -123,8 +123,8 @@ func TestInvalidOptionsAreReportedAtStartAndRun(t *testing.T) {
 		{"file mode", NewContainer("app").WithFile("/x", nil, 0o644|1<<31), `WithFile("/x"): mode drw-r--r-- has more than permission bits`},
 		{"relative working dir", NewContainer("app").WithWorkingDir("src"), `WithWorkingDir("src"): must be an absolute path`},
 		{"bad user", NewContainer("app").WithUser("a b"), `WithUser("a b"): must be "user", "uid", "user:group" or "uid:gid"`},
-		{"nil strategy", NewContainer("app").WithWaitStrategy(nil), `WithWaitStrategy: invalid strategy: nil strategy`},
-		{"malformed strategy", NewContainer("app").WithWaitStrategy(wait.ForListeningPort("0")), `WithWaitStrategy: invalid strategy ForListeningPort("0"): bad port "0"`},
+		{"nil strategy", NewContainer("app").WithWaitStrategy(nil), `WithWaitStrategy: wait: invalid strategy: nil strategy`},
+		{"malformed strategy", NewContainer("app").WithWaitStrategy(wait.ForListeningPort("0")), `WithWaitStrategy: wait: invalid strategy ForListeningPort("0"): bad port "0"`},
 		{"zero startup timeout", NewContainer("app").WithStartupTimeout(0), `WithStartupTimeout(0s): must be positive`},
 		{"negative pull timeout", NewContainer("app").WithPullTimeout(-time.Second), `WithPullTimeout(-1s): must be positive`},
 		{"nil network", NewContainer("app").WithNetwork(nil), `WithNetwork("nil"): the network is nil`},
@@ -141,6 +141,9 @@ func TestInvalidOptionsAreReportedAtStartAndRun(t *testing.T) {
 			require.ErrorIs(t, err, ErrInvalidConfig)
 			require.ErrorContains(t, err, "heph: invalid configuration: "+tc.want)
 			require.Empty(t, h.f.Calls(), "refused before any Docker call")
+			if strings.Contains(tc.want, "WithWaitStrategy") {
+				require.ErrorIs(t, err, wait.ErrInvalid, "the strategy's own error is kept, not parsed back into a string")
+			}
 		})
 	}
 }
