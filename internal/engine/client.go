@@ -56,7 +56,9 @@ func classify(err error) error {
 	switch {
 	case cerrdefs.IsNotFound(err):
 		class = ErrNotFound
-	case cerrdefs.IsConflict(err):
+	case cerrdefs.IsConflict(err), cerrdefs.IsPermissionDenied(err):
+		// The daemon answers 403 Forbidden, not 409, when the object's state
+		// forbids the call: removing a network that has endpoints.
 		class = ErrConflict
 	case client.IsErrConnectionFailed(err), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENOENT):
 		class = ErrUnavailable
