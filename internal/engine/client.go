@@ -245,7 +245,9 @@ func (c *Client) ContainerLogs(ctx context.Context, id string, opts LogOptions) 
 		lo.Tail = strconv.Itoa(opts.Tail)
 	}
 	if !opts.Since.IsZero() {
-		lo.Since = strconv.FormatFloat(float64(opts.Since.UnixNano())/1e9, 'f', 9, 64)
+		// Seconds.nanoseconds, exact: a float64 of the nanoseconds since
+		// 1970 is off by up to a few hundred.
+		lo.Since = fmt.Sprintf("%d.%09d", opts.Since.Unix(), opts.Since.Nanosecond())
 	}
 	raw, err := c.cli.ContainerLogs(ctx, id, lo)
 	if err != nil {
