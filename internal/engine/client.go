@@ -263,6 +263,9 @@ func (c *Client) ContainerWait(ctx context.Context, id string) error {
 	case <-res.Result:
 		return nil
 	case err := <-res.Error:
+		if ctx.Err() != nil {
+			return ctx.Err() // the SDK's error is the request's, wrapping it
+		}
 		return classify(err)
 	case <-ctx.Done():
 		return ctx.Err()
