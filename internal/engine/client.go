@@ -10,7 +10,7 @@ import (
 	"io"
 	"math"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -640,6 +640,9 @@ func fromSummary(s container.Summary) Container {
 		key := strconv.Itoa(int(p.PrivatePort)) + "/" + p.Type
 		out.Ports[key] = append(out.Ports[key], netip.AddrPortFrom(p.IP.Unmap(), p.PublicPort))
 	}
+	for _, bindings := range out.Ports {
+		sortBindings(bindings)
+	}
 	if s.NetworkSettings != nil {
 		out.Networks = endpointsFrom(s.NetworkSettings.Networks)
 	}
@@ -674,9 +677,15 @@ func portsFromMap(pm network.PortMap) map[string][]netip.AddrPort {
 			}
 			out[key] = append(out[key], netip.AddrPortFrom(b.HostIP.Unmap(), uint16(hp)))
 		}
-		sort.Slice(out[key], func(i, j int) bool { return out[key][i].Addr().Less(out[key][j].Addr()) })
+		sortBindings(out[key])
 	}
 	return out
+}
+
+// sortBindings orders a port's host bindings by address, then port, so that
+// an inspect and a list give the same order whatever the daemon's.
+func sortBindings(b []netip.AddrPort) {
+	slices.SortFunc(b, func(x, y netip.AddrPort) int { return x.Compare(y) })
 }
 
 func endpointsFrom(nets map[string]*network.EndpointSettings) map[string]Attachment {
