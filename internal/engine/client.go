@@ -17,7 +17,6 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -291,8 +290,7 @@ func (c *Client) Exec(ctx context.Context, id string, cmd []string) (ExecResult,
 	var stdout, stderr bytes.Buffer
 	copied := make(chan error, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader)
-		copied <- err
+		copied <- demuxCopy(&stdout, &stderr, att.Reader)
 	}()
 	select {
 	case err = <-copied:
