@@ -273,8 +273,9 @@ func (c *Client) ContainerWait(ctx context.Context, id string) error {
 
 // execGrace bounds how long Exec waits, once the command closed its output,
 // for the daemon to report that it ended: a command that closes stdout and
-// stderr but keeps running would otherwise hold Exec forever.
-const execGrace = 10 * time.Second
+// stderr but keeps running would otherwise hold Exec forever. A variable
+// only so that the package's tests can shorten it.
+var execGrace = 10 * time.Second
 
 // Exec implements API: create, attach, read the output to its end, then
 // wait for the daemon to record the exit code.
