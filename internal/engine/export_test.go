@@ -13,3 +13,6 @@ func SetExecGrace(t testing.TB, d time.Duration) {
 	execGrace = d
 	t.Cleanup(func() { execGrace = old })
 }
+
+// DemuxCopy is demuxCopy, for the tests of package engine_test.
+var DemuxCopy = demuxCopy
