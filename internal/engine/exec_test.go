@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -121,7 +122,12 @@ func TestExecGivesUpOnAProcessThatClosedItsOutputButRuns(t *testing.T) {
 func TestExecEndsWithItsContextDuringTheOutput(t *testing.T) {
 	written, clientClosed := make(chan struct{}), make(chan struct{})
 	srv, c, _ := execServer(t, func(ctx context.Context, conn net.Conn) {
-		_, _ = conn.Write(enginetest.Frame(1, "partial"))
+		// More than the socket buffers hold: once written, the client is
+		// past the attach and reading the output.
+		big := enginetest.Frame(1, strings.Repeat("x", 4<<20))
+		if _, err := conn.Write(big); err != nil {
+			t.Errorf("write the output: %v", err)
+		}
 		close(written)
 		_, _ = io.Copy(io.Discard, conn) // until the client closes its side
 		close(clientClosed)
