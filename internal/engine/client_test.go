@@ -155,6 +155,16 @@ func TestVersion(t *testing.T) {
 	}, v)
 }
 
+func TestVersionAndInfoErrors(t *testing.T) {
+	srv, c := newClient(t)
+	srv.Handle("GET /version", enginetest.Error(500, "version unavailable"))
+	srv.Handle("GET /info", enginetest.Error(500, "info unavailable"))
+	_, err := c.Version(t.Context())
+	require.ErrorContains(t, err, "version unavailable")
+	_, err = c.Info(t.Context())
+	require.ErrorContains(t, err, "info unavailable")
+}
+
 func TestInfo(t *testing.T) {
 	srv, c := newClient(t)
 	in, err := c.Info(t.Context())
@@ -275,4 +285,20 @@ func TestCloseIsIdempotent(t *testing.T) {
 	_, c := newClient(t)
 	require.NoError(t, c.Close())
 	require.NoError(t, c.Close()) // and dial's cleanup a third time
+}
+
+func TestListCallsReturnTheDaemonsError(t *testing.T) {
+	srv, c := newClient(t)
+	for _, route := range []string{"GET /containers/json", "GET /images/json", "GET /networks", "GET /volumes"} {
+		srv.Handle(route, enginetest.Error(500, "boom: "+route))
+	}
+	calls := map[string]func() error{
+		"GET /containers/json": func() error { _, err := c.ContainerList(t.Context(), nil); return err },
+		"GET /images/json":     func() error { _, err := c.ImageList(t.Context(), nil); return err },
+		"GET /networks":        func() error { _, err := c.NetworkList(t.Context(), nil); return err },
+		"GET /volumes":         func() error { _, err := c.VolumeList(t.Context(), nil); return err },
+	}
+	for route, call := range calls {
+		require.ErrorContains(t, call(), "boom: "+route)
+	}
 }
