@@ -31,6 +31,8 @@ import (
 // real Docker 20.10 daemon (API 1.41; testdata/README.md says how), whatever
 // the IDs in the path: it keeps no state. A test replaces the answer of a
 // route with Handle, and reads what the client sent with Requests and Find.
+// A request is recorded, its body read whole, before its handler runs: a
+// request that hangs is already in Requests.
 //
 // Routes are matched without the API version prefix ("/v1.41"): a pattern
 // is "METHOD /path", where {name} matches one path segment and {name...}
