@@ -318,13 +318,15 @@ func (r Removal) Run(ctx context.Context) (removed, kept []Resource, err error) 
 	b := r.Policy.Backoff.BackOff()
 	settled := r.Policy.Settle == 0
 	keptSeen := map[string]bool{}
+	lastLeft := map[string][]Resource{} // by session: what its last pass left
 	for {
 		var (
 			now, left []Resource
 			errs      []error
 		)
 		for _, id := range r.Sessions {
-			rm, l, k, err := r.pass(ctx, id)
+			rm, l, k, err := r.pass(ctx, id, lastLeft[id])
+			lastLeft[id] = l
 			now = append(now, rm...)
 			left = append(left, l...)
 			if err != nil {
@@ -377,12 +379,14 @@ func leftError(ids []string, left []Resource, elapsed time.Duration, errs []erro
 // pass lists session id's resources and removes them: containers
 // concurrently (forced, with anonymous volumes), then networks, then volumes.
 // It returns what it removed, what it found but could not remove, and what
-// it left on purpose; a resource already gone is none of them.
-func (r Removal) pass(ctx context.Context, id string) (removed, left, kept []Resource, err error) {
+// it left on purpose; a resource already gone is none of them. When it
+// cannot list, what the previous pass left (prevLeft) is taken as still
+// there, so that a removal cut short while listing still says what is left.
+func (r Removal) pass(ctx context.Context, id string, prevLeft []Resource) (removed, left, kept []Resource, err error) {
 	items, err := listManaged(ctx, r.API, id)
 	if err != nil {
 		r.Logf("session %s: %v", id, err)
-		return nil, nil, nil, err
+		return nil, prevLeft, nil, err
 	}
 	var (
 		mu             sync.Mutex
