@@ -155,24 +155,31 @@ func managedFilter(id string) engine.Filter {
 // when id != "").
 func listManaged(ctx context.Context, api engine.API, id string) ([]managedItem, error) {
 	f := managedFilter(id)
+	// "list containers of session "s1"", or "list heph's containers".
+	fail := func(kind string, err error) error {
+		if id == "" {
+			return engine.Op("list heph's "+kind, "", err, nil)
+		}
+		return engine.Op("list "+kind+" of session", id, err, nil)
+	}
 	var items []managedItem
 	cs, err := api.ContainerList(ctx, f)
 	if err != nil {
-		return nil, engine.Op("list containers of session", id, err, nil)
+		return nil, fail("containers", err)
 	}
 	for _, c := range cs {
 		items = append(items, item(ResourceContainer, c.ID, c.Name, c.Status, c.Created, c.Labels))
 	}
 	ns, err := api.NetworkList(ctx, f)
 	if err != nil {
-		return nil, engine.Op("list networks of session", id, err, nil)
+		return nil, fail("networks", err)
 	}
 	for _, n := range ns {
 		items = append(items, item(ResourceNetwork, n.ID, n.Name, "", n.Created, n.Labels))
 	}
 	vs, err := api.VolumeList(ctx, f)
 	if err != nil {
-		return nil, engine.Op("list volumes of session", id, err, nil)
+		return nil, fail("volumes", err)
 	}
 	for _, v := range vs {
 		items = append(items, item(ResourceVolume, v.Name, v.Name, "", v.Created, v.Labels))
