@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -41,16 +40,6 @@ func fakeDaemonHandler(apiVersion string) http.Handler {
 	})
 }
 
-// socketDir is a short temporary directory: unix socket paths are limited to
-// about 100 bytes, and t.TempDir's names grow with the test's name.
-func socketDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "heph")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
-
 // fakeDaemon serves a fake daemon of the given API version on a unix socket
 // in dir and returns the socket's path.
 func fakeDaemon(t *testing.T, dir, apiVersion string) string {
@@ -62,33 +51,6 @@ func fakeDaemon(t *testing.T, dir, apiVersion string) string {
 	srv.Listener = l
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return sock
-}
-
-// silentSocket accepts connections on a unix socket and never answers.
-func silentSocket(t *testing.T) string {
-	t.Helper()
-	sock := filepath.Join(socketDir(t), "silent.sock")
-	l, err := net.Listen("unix", sock)
-	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		var conns []net.Conn
-		defer func() {
-			for _, c := range conns {
-				_ = c.Close()
-			}
-			close(done)
-		}()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	t.Cleanup(func() { _ = l.Close(); <-done })
 	return sock
 }
 
@@ -148,7 +110,7 @@ func TestConnectFakeDaemon(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sock := fakeDaemon(t, socketDir(t), tc.server)
+			sock := fakeDaemon(t, enginetest.SocketDir(t), tc.server)
 			env := fakeEnv(t.TempDir(), map[string]string{"DOCKER_HOST": "unix://" + sock, "DOCKER_API_VERSION": tc.fixed})
 
 			cli, ep, err := Connect(context.Background(), env)
@@ -170,7 +132,7 @@ func TestConnectFakeDaemon(t *testing.T) {
 func TestConnectRootless(t *testing.T) {
 	// The rootless socket is found through XDG_RUNTIME_DIR and answers first,
 	// so the default socket is never dialled.
-	dir := socketDir(t)
+	dir := enginetest.SocketDir(t)
 	sock := fakeDaemon(t, dir, "1.41")
 	cli, ep, err := Connect(context.Background(), osLikeEnv(t, map[string]string{"XDG_RUNTIME_DIR": dir}))
 	require.NoError(t, err)
@@ -180,7 +142,7 @@ func TestConnectRootless(t *testing.T) {
 
 func TestConnectEndpointsOrder(t *testing.T) {
 	dead := engine.Endpoint{Host: "unix:///nonexistent/rootless.sock", Source: "rootless socket ($XDG_RUNTIME_DIR/docker.sock)"}
-	alive := engine.Endpoint{Host: "unix://" + fakeDaemon(t, socketDir(t), "1.41"), Source: "default socket"}
+	alive := engine.Endpoint{Host: "unix://" + fakeDaemon(t, enginetest.SocketDir(t), "1.41"), Source: "default socket"}
 
 	t.Run("first that answers", func(t *testing.T) {
 		cli, ep, err := ConnectEndpoints(context.Background(), []engine.Endpoint{dead, alive}, time.Second, DialSDK)
@@ -212,8 +174,8 @@ func TestConnectEndpointsOrder(t *testing.T) {
 func TestConnectEndpointsTimeout(t *testing.T) {
 	// A socket that accepts and never answers costs one timeout, then the
 	// next endpoint is tried.
-	silent := engine.Endpoint{Host: "unix://" + silentSocket(t), Source: "DOCKER_HOST"}
-	alive := engine.Endpoint{Host: "unix://" + fakeDaemon(t, socketDir(t), "1.41"), Source: "default socket"}
+	silent := engine.Endpoint{Host: "unix://" + enginetest.SilentSocket(t), Source: "DOCKER_HOST"}
+	alive := engine.Endpoint{Host: "unix://" + fakeDaemon(t, enginetest.SocketDir(t), "1.41"), Source: "default socket"}
 	start := time.Now()
 	_, _, err := ConnectEndpoints(context.Background(), []engine.Endpoint{silent}, 200*time.Millisecond, DialSDK)
 	require.Less(t, time.Since(start), 20*time.Second, "one ping timeout, then it gives up")
@@ -233,7 +195,7 @@ func TestConnectEndpointsCallerDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	eps := []engine.Endpoint{
-		{Host: "unix://" + silentSocket(t), Source: "DOCKER_HOST"},
+		{Host: "unix://" + enginetest.SilentSocket(t), Source: "DOCKER_HOST"},
 		{Host: "unix:///b.sock", Source: "default socket"},
 	}
 	start := time.Now()
