@@ -326,6 +326,10 @@ func (r Removal) Run(ctx context.Context) (removed, kept []Resource, err error) 
 	settled := r.Policy.Settle == 0
 	keptSeen := map[string]bool{}
 	lastLeft := map[string][]Resource{} // by session: what its last pass left
+	// The failures of the last pass the context did not cut: when the end
+	// comes during a pass, its failures say only "context deadline
+	// exceeded", the pass before says why nothing worked.
+	var failures []error
 	for {
 		var (
 			now, left []Resource
@@ -348,6 +352,9 @@ func (r Removal) Run(ctx context.Context) (removed, kept []Resource, err error) 
 			}
 		}
 		removed = append(removed, now...)
+		if ctx.Err() == nil || failures == nil {
+			failures = errs
+		}
 		clean := len(left) == 0 && len(errs) == 0
 		switch {
 		case clean && len(now) == 0 && settled:
@@ -362,7 +369,7 @@ func (r Removal) Run(ctx context.Context) (removed, kept []Resource, err error) 
 			b.Reset() // everything found is removed: confirm at once
 		}
 		if err := retry.Sleep(ctx, b.NextBackOff()); err != nil {
-			return removed, kept, leftError(r.Sessions, left, time.Since(start), errs, err)
+			return removed, kept, leftError(r.Sessions, left, time.Since(start), failures, err)
 		}
 	}
 }
