@@ -238,9 +238,11 @@ func (c *Container) putArchive(ctx context.Context, op string, fill func(*tar.Wr
 }
 
 // CopyFromContainer copies the file or directory containerPath out of the
-// container so that it becomes hostPath (whose parent must exist). Regular
-// files, directories, symbolic and hard links are copied with their modes;
-// nothing is ever written outside hostPath.
+// container so that it becomes hostPath (its missing parent directories are
+// made). Regular files, directories, symbolic and hard links are copied with
+// their modes; nothing is ever written outside hostPath: an archive entry
+// named outside it, or below a symbolic link, is refused with an error
+// (what was extracted before it stays), and a link is never followed.
 func (c *Container) CopyFromContainer(ctx context.Context, containerPath, hostPath string) error {
 	if err := rules.ContainerPath(containerPath); err != nil {
 		return invalid("containerPath", containerPath, err.Error())
