@@ -5,8 +5,10 @@
 // ready (a port accepts connections, a log line appears, an HTTP endpoint
 // answers, …). Strategies are small immutable values: every With… method
 // returns a modified copy, nothing changes while waiting, and one value can
-// be shared by any number of parallel tests. This package never imports
-// heph; package waittest has a fake Target for unit tests.
+// be shared by any number of parallel tests. A strategy is built by its
+// For… function: a zero value (LogStrategy{}, HTTPStrategy{}, …) is invalid,
+// and Validate, Run and its Wait say so (ErrInvalid). This package never
+// imports heph; package waittest has a fake Target for unit tests.
 //
 // # Strategies
 //

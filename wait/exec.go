@@ -16,6 +16,7 @@ type ExecStrategy struct {
 	exitCode int
 	matcher  func([]byte) bool
 	errs     problems
+	built    bool // by ForExec: the zero value is invalid
 }
 
 // ForExec returns a strategy that is ready once cmd, run in the container
@@ -29,7 +30,7 @@ type ExecStrategy struct {
 // of them, e.g. `exit code 1, want 0 (stdout: "", stderr: "no response")`.
 // An empty cmd is an invalid argument reported by Validate and Wait.
 func ForExec(cmd ...string) ExecStrategy {
-	s := ExecStrategy{cmd: slices.Clone(cmd)}
+	s := ExecStrategy{cmd: slices.Clone(cmd), built: true}
 	if len(cmd) == 0 || cmd[0] == "" {
 		s.errs = s.errs.add(errors.New("empty command"))
 	}
@@ -57,6 +58,9 @@ func (s ExecStrategy) WithOutputMatcher(match func(stdout []byte) bool) ExecStra
 // String describes s for errors: ForExec("pg_isready", "-U", "app"),
 // followed by .WithExitCode(n) when n is not 0.
 func (s ExecStrategy) String() string {
+	if !s.built {
+		return "ExecStrategy{}"
+	}
 	q := make([]string, len(s.cmd))
 	for i, a := range s.cmd {
 		q[i] = fmt.Sprintf("%q", a)
@@ -72,7 +76,12 @@ func (s ExecStrategy) String() string {
 // argument s was built with, or nil.
 func (s ExecStrategy) Validate() error { return Validate(s) }
 
-func (s ExecStrategy) check() error { return s.errs.err() }
+func (s ExecStrategy) check() error {
+	if !s.built {
+		return zeroValue("ExecStrategy", "ForExec")
+	}
+	return s.errs.err()
+}
 
 // Wait runs the command with backoff until it succeeds (nil) or ctx ends
 // (an error wrapping ctx.Err() and the last failure).

@@ -10,6 +10,7 @@ import (
 // it.
 type ExitStrategy struct {
 	exitCode int
+	built    bool // by ForExit: the zero value is invalid
 }
 
 // ForExit returns a strategy for one-shot containers (migrations,
@@ -22,7 +23,7 @@ type ExitStrategy struct {
 // code 3, want 0" (with " (OOM-killed)" when the kernel killed it). When the
 // context ends first the error wraps ctx.Err() with "container still
 // running". A failing WaitExit is retried with backoff.
-func ForExit() ExitStrategy { return ExitStrategy{} }
+func ForExit() ExitStrategy { return ExitStrategy{built: true} }
 
 // WithExitCode returns a copy of s that expects the exit code code
 // (default 0).
@@ -34,16 +35,25 @@ func (s ExitStrategy) WithExitCode(code int) ExitStrategy {
 // String describes s for errors: ForExit(), followed by .WithExitCode(n)
 // when n is not 0.
 func (s ExitStrategy) String() string {
+	if !s.built {
+		return "ExitStrategy{}"
+	}
 	if s.exitCode != 0 {
 		return fmt.Sprintf("ForExit().WithExitCode(%d)", s.exitCode)
 	}
 	return "ForExit()"
 }
 
-// Validate returns nil: every exit code is valid.
+// Validate returns nil for a strategy ForExit built (every exit code is
+// valid), and an error wrapping ErrInvalid for the zero value.
 func (s ExitStrategy) Validate() error { return Validate(s) }
 
-func (ExitStrategy) check() error { return nil }
+func (s ExitStrategy) check() error {
+	if !s.built {
+		return zeroValue("ExitStrategy", "ForExit")
+	}
+	return nil
+}
 
 func (ExitStrategy) expectsExit() bool { return true }
 
@@ -53,6 +63,9 @@ var errStillRunning = errors.New("container still running")
 // else an error naming both codes; an error wrapping ctx.Err() when ctx
 // ends first.
 func (s ExitStrategy) Wait(ctx context.Context, t Target) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
 	return poll(ctx, pollMaxInterval, func(ctx context.Context) error {
 		st, err := t.WaitExit(ctx)
 		if err != nil {

@@ -16,6 +16,7 @@ type FuncStrategy struct {
 	f     func(ctx context.Context, t Target) error
 	name  string
 	retry bool
+	built bool // by ForFunc: the zero value is invalid
 }
 
 // ForFunc returns a strategy whose Wait is f, like http.HandlerFunc: f is
@@ -28,7 +29,7 @@ type FuncStrategy struct {
 // A nil f is an invalid argument reported by Validate and Wait. f may be
 // called concurrently by parallel waits sharing the strategy.
 func ForFunc(f func(ctx context.Context, t Target) error) FuncStrategy {
-	return FuncStrategy{f: f, name: funcName(f)}
+	return FuncStrategy{f: f, name: funcName(f), built: true}
 }
 
 // WithRetry returns a copy of s that calls its function again, with the
@@ -44,6 +45,9 @@ func (s FuncStrategy) WithRetry() FuncStrategy {
 // String describes s for errors: ForFunc(pkg.checkDB), followed by
 // .WithRetry() when it retries.
 func (s FuncStrategy) String() string {
+	if !s.built {
+		return "FuncStrategy{}"
+	}
 	str := "ForFunc(" + s.name + ")"
 	if s.retry {
 		str += ".WithRetry()"
@@ -56,6 +60,9 @@ func (s FuncStrategy) String() string {
 func (s FuncStrategy) Validate() error { return Validate(s) }
 
 func (s FuncStrategy) check() error {
+	if !s.built {
+		return zeroValue("FuncStrategy", "ForFunc")
+	}
 	if s.f == nil {
 		return errors.New("nil function")
 	}

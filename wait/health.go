@@ -11,7 +11,9 @@ import (
 
 // HealthStrategy waits for the image's HEALTHCHECK to report "healthy";
 // ForHealthCheck builds it.
-type HealthStrategy struct{}
+type HealthStrategy struct {
+	built bool // by ForHealthCheck: the zero value is invalid
+}
 
 // ForHealthCheck returns a strategy that is ready once Docker reports the
 // container healthy, as decided by the image's HEALTHCHECK (or the one
@@ -24,15 +26,26 @@ type HealthStrategy struct{}
 // waiting, since an unhealthy container can recover; when the context ends
 // the error wraps ctx.Err() and quotes the status and the output of the
 // last check, e.g. `health is unhealthy: last check: "connection refused"`.
-func ForHealthCheck() HealthStrategy { return HealthStrategy{} }
+func ForHealthCheck() HealthStrategy { return HealthStrategy{built: true} }
 
 // String describes s for errors: ForHealthCheck().
-func (HealthStrategy) String() string { return "ForHealthCheck()" }
+func (s HealthStrategy) String() string {
+	if !s.built {
+		return "HealthStrategy{}"
+	}
+	return "ForHealthCheck()"
+}
 
-// Validate returns nil: ForHealthCheck has no arguments.
+// Validate returns nil for a strategy ForHealthCheck built, and an error
+// wrapping ErrInvalid for the zero value.
 func (s HealthStrategy) Validate() error { return Validate(s) }
 
-func (HealthStrategy) check() error { return nil }
+func (s HealthStrategy) check() error {
+	if !s.built {
+		return zeroValue("HealthStrategy", "ForHealthCheck")
+	}
+	return nil
+}
 
 // errNoHealthcheck is the permanent error of ForHealthCheck on a container
 // without a health check.
@@ -43,6 +56,9 @@ var errNoHealthcheck = errors.New("the image has no HEALTHCHECK")
 // when ctx ends. A failing State or event subscription is retried with
 // backoff.
 func (s HealthStrategy) Wait(ctx context.Context, t Target) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
 	var last error // the last health status seen, with its output
 	err := poll(ctx, pollMaxInterval, func(ctx context.Context) error {
 		sctx, cancel := context.WithCancel(ctx)

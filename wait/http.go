@@ -45,6 +45,7 @@ type HTTPStrategy struct {
 	insecure   bool
 	reqTimeout time.Duration
 	errs       problems
+	built      bool // by ForHTTP: the zero value is invalid
 }
 
 // ForHTTP returns a strategy that is ready once an HTTP request for path
@@ -66,7 +67,7 @@ type HTTPStrategy struct {
 // (empty path, path without a leading "/", invalid method or header, bad
 // port, nil function, timeout ≤ 0) are reported by Validate and Wait.
 func ForHTTP(path string) HTTPStrategy {
-	s := HTTPStrategy{path: path, method: http.MethodGet, reqTimeout: defaultRequestTimeout}
+	s := HTTPStrategy{path: path, method: http.MethodGet, reqTimeout: defaultRequestTimeout, built: true}
 	switch {
 	case path == "":
 		s.errs = s.errs.add(errors.New(`empty path: want one starting with "/", e.g. "/healthz"`))
@@ -175,6 +176,9 @@ func (s HTTPStrategy) WithRequestTimeout(d time.Duration) HTTPStrategy {
 // ", TLS" or ", TLS insecure" when it speaks HTTPS. Without WithPort the
 // port part is left out.
 func (s HTTPStrategy) String() string {
+	if !s.built {
+		return "HTTPStrategy{}"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "ForHTTP(%s %s", s.method, s.path)
 	switch {
@@ -197,7 +201,12 @@ func (s HTTPStrategy) String() string {
 // argument s was built with, or nil.
 func (s HTTPStrategy) Validate() error { return Validate(s) }
 
-func (s HTTPStrategy) check() error { return s.errs.err() }
+func (s HTTPStrategy) check() error {
+	if !s.built {
+		return zeroValue("HTTPStrategy", "ForHTTP")
+	}
+	return s.errs.err()
+}
 
 // Wait polls the endpoint until it answers as expected (nil), a permanent
 // error occurs (returned at once) or ctx ends (an error wrapping ctx.Err()

@@ -30,6 +30,7 @@ type LogStrategy struct {
 	isRegexp   bool
 	occurrence int
 	errs       problems
+	built      bool // by ForLog or ForLogRegexp: the zero value is invalid
 }
 
 // ForLog returns a strategy that is ready once the container has written
@@ -44,7 +45,7 @@ type LogStrategy struct {
 // lines matched so far. An empty substr, or one containing a newline, is
 // an invalid argument reported by Validate and Wait.
 func ForLog(substr string) LogStrategy {
-	s := LogStrategy{substr: substr, occurrence: 1}
+	s := LogStrategy{substr: substr, occurrence: 1, built: true}
 	switch {
 	case substr == "":
 		s.errs = s.errs.add(errors.New("empty substring: every line would match"))
@@ -65,7 +66,7 @@ func ForLog(substr string) LogStrategy {
 // expression that does not compile is an invalid argument reported by
 // Validate and Wait.
 func ForLogRegexp(expr string) LogStrategy {
-	s := LogStrategy{expr: expr, isRegexp: true, occurrence: 1}
+	s := LogStrategy{expr: expr, isRegexp: true, occurrence: 1, built: true}
 	re, err := regexp.Compile(expr)
 	if err != nil {
 		s.errs = s.errs.add(fmt.Errorf("bad regexp: %w", err))
@@ -97,6 +98,9 @@ func (s LogStrategy) WithOccurrence(n int) LogStrategy {
 // String describes s for errors: ForLog("ready"), ForLogRegexp("^ok$"),
 // followed by .WithOccurrence(n) when n is not 1.
 func (s LogStrategy) String() string {
+	if !s.built {
+		return "LogStrategy{}"
+	}
 	var b strings.Builder
 	if s.isRegexp {
 		fmt.Fprintf(&b, "ForLogRegexp(%q)", s.expr)
@@ -113,7 +117,12 @@ func (s LogStrategy) String() string {
 // argument s was built with, or nil.
 func (s LogStrategy) Validate() error { return Validate(s) }
 
-func (s LogStrategy) check() error { return s.errs.err() }
+func (s LogStrategy) check() error {
+	if !s.built {
+		return zeroValue("LogStrategy", "ForLog or ForLogRegexp")
+	}
+	return s.errs.err()
+}
 
 // Wait follows the log of t until enough lines match (nil), the log ends
 // (an error saying how many matched) or ctx ends (an error wrapping

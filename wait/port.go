@@ -37,9 +37,10 @@ const (
 // the container accepts connections on it; ForListeningPort builds it. It
 // is an immutable value, safe for concurrent use.
 type PortStrategy struct {
-	port string // normalised: "8080/tcp"
-	raw  string // as given
-	errs problems
+	port  string // normalised: "8080/tcp"
+	raw   string // as given
+	errs  problems
+	built bool // by ForListeningPort: the zero value is invalid
 
 	// Knobs for tests of this package (see export_test.go); zero means
 	// the defaults above and a net.Dialer.
@@ -74,7 +75,7 @@ type PortStrategy struct {
 // is not published". A malformed port is an invalid argument reported by
 // Validate and Wait.
 func ForListeningPort(port string) PortStrategy {
-	s := PortStrategy{raw: port}
+	s := PortStrategy{raw: port, built: true}
 	p, err := parsePort(port)
 	if err != nil {
 		s.errs = s.errs.add(err)
@@ -86,6 +87,9 @@ func ForListeningPort(port string) PortStrategy {
 
 // String describes s for errors: ForListeningPort(8080/tcp).
 func (s PortStrategy) String() string {
+	if !s.built {
+		return "PortStrategy{}"
+	}
 	if s.port == "" {
 		return fmt.Sprintf("ForListeningPort(%q)", s.raw)
 	}
@@ -96,7 +100,12 @@ func (s PortStrategy) String() string {
 // malformed, or nil.
 func (s PortStrategy) Validate() error { return Validate(s) }
 
-func (s PortStrategy) check() error { return s.errs.err() }
+func (s PortStrategy) check() error {
+	if !s.built {
+		return zeroValue("PortStrategy", "ForListeningPort")
+	}
+	return s.errs.err()
+}
 
 // portPath is the way a port probe reaches the app.
 type portPath int

@@ -137,6 +137,12 @@ func (p problems) err() error {
 	return errors.Join(p...)
 }
 
+// zeroValue is the problem of a strategy's zero value: only its For…
+// function builds a strategy that waits for something.
+func zeroValue(typ, build string) error {
+	return fmt.Errorf("zero value %s{}: build it with %s", typ, build)
+}
+
 // parsePort normalises a container port with heph's one port parser:
 // "8080" → "8080/tcp", "53/UDP" → "53/udp".
 func parsePort(p string) (string, error) {

@@ -68,6 +68,20 @@ func TestValidate(t *testing.T) {
 			`wait: invalid strategy All(Any(ForLog("a"), WithTimeout(1s, <nil>))): strategy 1 (Any(ForLog("a"), WithTimeout(1s, <nil>))): strategy 2 (WithTimeout(1s, <nil>)): <nil>: nil strategy`, ""},
 		{"negative timeout", wait.WithTimeout(-time.Second, wait.ForLog("a")), `wait: invalid strategy WithTimeout(-1s, ForLog("a")): timeout must be positive, got -1s`, ""},
 		{"zero timeout", wait.WithTimeout(0, wait.ForLog("a")), `wait: invalid strategy WithTimeout(0s, ForLog("a")): timeout must be positive, got 0s`, "would time out at once"},
+		// Zero values: only a For… function builds a strategy that waits
+		// for something (issue #9: LogStrategy{} was ready at once,
+		// HTTPStrategy{} never ready, and both passed validation).
+		{"zero log", wait.LogStrategy{}, `wait: invalid strategy LogStrategy{}: zero value LogStrategy{}: build it with ForLog or ForLogRegexp`, "would be ready at once"},
+		{"zero log with options", wait.LogStrategy{}.WithOccurrence(2), `wait: invalid strategy LogStrategy{}: zero value LogStrategy{}: build it with ForLog or ForLogRegexp`, "an option does not build it"},
+		{"zero http", wait.HTTPStrategy{}, `wait: invalid strategy HTTPStrategy{}: zero value HTTPStrategy{}: build it with ForHTTP`, "would never be ready"},
+		{"zero http with options", wait.HTTPStrategy{}.WithPort("8080"), `wait: invalid strategy HTTPStrategy{}: zero value HTTPStrategy{}: build it with ForHTTP`, "an option does not build it"},
+		{"zero port", wait.PortStrategy{}, `wait: invalid strategy PortStrategy{}: zero value PortStrategy{}: build it with ForListeningPort`, ""},
+		{"zero exec", wait.ExecStrategy{}, `wait: invalid strategy ExecStrategy{}: zero value ExecStrategy{}: build it with ForExec`, ""},
+		{"zero exec with options", wait.ExecStrategy{}.WithExitCode(1), `wait: invalid strategy ExecStrategy{}: zero value ExecStrategy{}: build it with ForExec`, ""},
+		{"zero func", wait.FuncStrategy{}, `wait: invalid strategy FuncStrategy{}: zero value FuncStrategy{}: build it with ForFunc`, ""},
+		{"zero exit", wait.ExitStrategy{}, `wait: invalid strategy ExitStrategy{}: zero value ExitStrategy{}: build it with ForExit`, "one rule for every strategy"},
+		{"zero health", wait.HealthStrategy{}, `wait: invalid strategy HealthStrategy{}: zero value HealthStrategy{}: build it with ForHealthCheck`, "one rule for every strategy"},
+		{"zero inside all", wait.All(wait.ForLog("a"), wait.LogStrategy{}), `wait: invalid strategy All(ForLog("a"), LogStrategy{}): strategy 2 (LogStrategy{}): zero value LogStrategy{}: build it with ForLog or ForLogRegexp`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
