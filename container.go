@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/redact"
 	"github.com/heph-go/heph/internal/rules"
 )
 
@@ -52,7 +53,7 @@ func (o *Orchestrator) createContainer(ctx context.Context, cfg ContainerConfig,
 		return nil, wrap("create container", name, err, ErrImageNotFound)
 	}
 	o.track(id, name)
-	c := &Container{o: o, id: id, name: name, service: cfg.Service, host: access.Host, opts: so}
+	c := &Container{o: o, id: id, name: name, service: cfg.Service, host: access.Host, opts: so, secrets: redact.EnvSecrets(cfg.Env)}
 
 	for _, n := range cfg.Networks[min(1, len(cfg.Networks)):] {
 		err := o.api.NetworkConnect(ctx, n, id, []string{cfg.Service})

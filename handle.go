@@ -19,6 +19,7 @@ import (
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/errs"
 	"github.com/heph-go/heph/internal/port"
+	"github.com/heph-go/heph/internal/redact"
 	"github.com/heph-go/heph/internal/rules"
 	"github.com/heph-go/heph/wait"
 )
@@ -34,7 +35,8 @@ type Container struct {
 	name    string
 	service string
 	opts    startOptions
-	t       testing.TB // nil but for Start
+	t       testing.TB     // nil but for Start
+	secrets redact.Secrets // its secret env values: masked in what heph prints
 
 	mu    sync.Mutex
 	host  string
@@ -170,15 +172,16 @@ type ExecResult struct {
 // exit code is not an error; failing to run the command is (a program that
 // does not exist in the image, a container that is not running).
 func (c *Container) Exec(ctx context.Context, cmd ...string) (ExecResult, error) {
+	shown := redact.Args(cmd) // what an error may say of cmd
 	if len(cmd) == 0 || cmd[0] == "" {
-		return ExecResult{}, invalid("Exec cmd", strings.Join(cmd, " "), "is empty")
+		return ExecResult{}, invalid("Exec cmd", strings.Join(shown, " "), "is empty")
 	}
 	if err := rules.Args(cmd); err != nil {
-		return ExecResult{}, invalid("Exec cmd", cmd[0], err.Error())
+		return ExecResult{}, invalid("Exec cmd", shown[0], err.Error())
 	}
 	r, err := c.o.api.Exec(ctx, c.id, cmd)
 	if err != nil {
-		return ExecResult{}, wrap("exec "+fmt.Sprintf("%q", cmd[0])+" in container", c.name, err, ErrContainerNotFound)
+		return ExecResult{}, c.secrets.And(redact.ArgSecrets(cmd)).Error(wrap("exec "+fmt.Sprintf("%q", shown[0])+" in container", c.name, err, ErrContainerNotFound))
 	}
 	return ExecResult(r), nil
 }
@@ -280,9 +283,9 @@ func (c *Container) Start(ctx context.Context) error {
 		defer cancel()
 	}
 	if err := c.o.api.ContainerStart(ctx, c.id); err != nil {
-		return wrap("start container", c.name, err, ErrContainerNotFound)
+		return c.secrets.Error(wrap("start container", c.name, err, ErrContainerNotFound))
 	}
-	return c.ready(ctx)
+	return c.secrets.Error(c.ready(ctx))
 }
 
 // ready refreshes the published ports and runs the wait strategy.
@@ -332,8 +335,13 @@ func (c *Container) Terminate(ctx context.Context) error {
 }
 
 // describe returns the container's state and its last n log lines, for
-// failure messages.
+// failure messages, its secrets masked.
 func (c *Container) describe(ctx context.Context, n int) string {
+	return c.secrets.String(c.state(ctx, n))
+}
+
+// state returns the container's state and its last n log lines.
+func (c *Container) state(ctx context.Context, n int) string {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var b strings.Builder

@@ -16,6 +16,7 @@ import (
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/envflag"
 	"github.com/heph-go/heph/internal/errs"
+	"github.com/heph-go/heph/internal/redact"
 	"github.com/heph-go/heph/wait"
 )
 
@@ -53,7 +54,7 @@ func (r ContainerRequest) Start(t testing.TB) *Container {
 	st := stateOf(t)
 	c, err := st.start(r)
 	if err != nil {
-		t.Fatalf("%v", errs.Op("start "+r.describe(), "", nil, err))
+		t.Fatalf("%v", r.secrets().Error(errs.Op("start "+r.describe(), "", nil, err)))
 	}
 	return c
 }
@@ -70,7 +71,7 @@ func StartAll(t testing.TB, reqs ...ContainerRequest) []*Container {
 	failures := eachConcurrently(reqs, func(i int, r ContainerRequest) error {
 		var err error
 		if cs[i], err = st.start(r); err != nil {
-			return errs.Op("start "+r.describe(), "", nil, err)
+			return r.secrets().Error(errs.Op("start "+r.describe(), "", nil, err))
 		}
 		return nil
 	})
@@ -100,10 +101,13 @@ func (r ContainerRequest) Run(ctx context.Context, o *Orchestrator) (*Container,
 		err = errors.Join(err, c.Terminate(rctx))
 	}
 	if err != nil {
-		return nil, errs.Op("run "+r.describe(), "", nil, err)
+		return nil, r.secrets().Error(errs.Op("run "+r.describe(), "", nil, err))
 	}
 	return c, nil
 }
+
+// secrets are the request's secret env values, masked in its errors.
+func (r ContainerRequest) secrets() redact.Secrets { return redact.EnvSecrets(r.cfg.Env) }
 
 // check reports the request's invalid options (and an invalid
 // HEPH_REAPER), before any Docker call.
@@ -281,7 +285,7 @@ func (st *testState) followLogs(c *Container) {
 	st.logs.Add(1)
 	go func() {
 		defer st.logs.Done()
-		logLine := func(line string) { st.t.Logf("[%s] %s", c.service, line) }
+		logLine := func(line string) { st.t.Logf("[%s] %s", c.service, c.secrets.String(line)) }
 		printed := 0
 		if r, err := c.logs(st.logCtx, engine.LogOptions{Follow: true}); err == nil {
 			printed = logLines(r, logLine)

@@ -8,7 +8,10 @@
 // be shared by any number of parallel tests. A strategy is built by its
 // For… function: a zero value (LogStrategy{}, HTTPStrategy{}, …) is invalid,
 // and Validate, Run and its Wait say so (ErrInvalid). This package never
-// imports heph; package waittest has a fake Target for unit tests.
+// imports heph (only heph's leaf packages internal/port, internal/retry and
+// internal/redact, which masks secrets of a ForExec command line and of the
+// output an error quotes); package waittest has a fake Target for unit
+// tests.
 //
 // # Strategies
 //

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/heph-go/heph/internal/redact"
 )
 
 // ExecStrategy waits until a command run in the container succeeds;
@@ -56,13 +58,15 @@ func (s ExecStrategy) WithOutputMatcher(match func(stdout []byte) bool) ExecStra
 }
 
 // String describes s for errors: ForExec("pg_isready", "-U", "app"),
-// followed by .WithExitCode(n) when n is not 0.
+// followed by .WithExitCode(n) when n is not 0. Secrets on the command line
+// are masked (ForExec("mysql", "-p[redacted]"): see the README's Security
+// section).
 func (s ExecStrategy) String() string {
 	if !s.built {
 		return "ExecStrategy{}"
 	}
 	q := make([]string, len(s.cmd))
-	for i, a := range s.cmd {
+	for i, a := range redact.Args(s.cmd) {
 		q[i] = fmt.Sprintf("%q", a)
 	}
 	str := "ForExec(" + strings.Join(q, ", ") + ")"
@@ -89,16 +93,19 @@ func (s ExecStrategy) Wait(ctx context.Context, t Target) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
+	// The command's own secrets (-psecret) are masked where its output
+	// quotes them.
+	known := redact.ArgSecrets(s.cmd)
 	return poll(ctx, pollMaxInterval, func(ctx context.Context) error {
 		res, err := t.Exec(ctx, slices.Clone(s.cmd))
 		if err != nil {
 			return fmt.Errorf("exec: %w", err)
 		}
 		if res.ExitCode != s.exitCode {
-			return fmt.Errorf("exit code %d, want %d (stdout: %s, stderr: %s)", res.ExitCode, s.exitCode, snippet(res.Stdout), snippet(res.Stderr))
+			return fmt.Errorf("exit code %d, want %d (stdout: %s, stderr: %s)", res.ExitCode, s.exitCode, maskedSnippet(known, res.Stdout), maskedSnippet(known, res.Stderr))
 		}
 		if s.matcher != nil && !s.matcher(res.Stdout) {
-			return fmt.Errorf("stdout rejected by the output matcher (stdout: %s)", snippet(res.Stdout))
+			return fmt.Errorf("stdout rejected by the output matcher (stdout: %s)", maskedSnippet(known, res.Stdout))
 		}
 		return nil
 	})

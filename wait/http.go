@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/heph-go/heph/internal/redact"
 )
 
 const (
@@ -359,11 +361,14 @@ func lowestTCPPort(ports map[string]int) string {
 }
 
 // snippet quotes the start of b for an error message.
-func snippet(b []byte) string {
+func snippet(b []byte) string { return maskedSnippet(redact.Secrets{}, b) }
+
+// maskedSnippet is snippet with the known secrets masked too.
+func maskedSnippet(known redact.Secrets, b []byte) string {
 	if len(b) <= snippetSize {
-		return strconv.Quote(string(b))
+		return strconv.Quote(known.String(string(b)))
 	}
-	return strconv.Quote(string(b[:snippetSize])) + "…"
+	return strconv.Quote(known.String(string(b[:snippetSize]))) + "…"
 }
 
 // isToken reports whether s is a non-empty HTTP token (a method or a

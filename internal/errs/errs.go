@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/heph-go/heph/internal/redact"
 )
 
 // Sentinels; package heph documents them (heph.ErrDockerUnavailable, …).
@@ -34,13 +36,14 @@ type OpError struct {
 }
 
 // Error returns "heph: <op> "<subject>": <cause>", with one "heph: " prefix
-// however deep the cause's own errors nest (see Strip).
+// however deep the cause's own errors nest (see Strip), and secrets masked
+// (redact.String: a daemon's message may quote a command line).
 func (e *OpError) Error() string {
 	cause := Strip(e.Err.Error())
 	if e.Subject == "" {
-		return fmt.Sprintf("heph: %s: %s", e.Op, cause)
+		return redact.String(fmt.Sprintf("heph: %s: %s", e.Op, cause))
 	}
-	return fmt.Sprintf("heph: %s %q: %s", e.Op, e.Subject, cause)
+	return redact.String(fmt.Sprintf("heph: %s %q: %s", e.Op, e.Subject, cause))
 }
 
 // Unwrap returns the cause and, when set, the sentinel.
@@ -71,15 +74,17 @@ type InvalidError struct {
 	Err error
 }
 
+// Error returns "heph: invalid configuration: <what> <value>: <reason>",
+// with secrets masked (redact.String).
 func (e *InvalidError) Error() string {
 	why := e.Reason
 	if e.Err != nil {
 		why = strings.TrimPrefix(why+": ", ": ") + e.Err.Error()
 	}
 	if e.Value == "" {
-		return fmt.Sprintf("%s: %s: %s", InvalidConfig.Error(), e.What, why)
+		return redact.String(fmt.Sprintf("%s: %s: %s", InvalidConfig.Error(), e.What, why))
 	}
-	return fmt.Sprintf("%s: %s %s: %s", InvalidConfig.Error(), e.What, e.Value, why)
+	return redact.String(fmt.Sprintf("%s: %s %s: %s", InvalidConfig.Error(), e.What, e.Value, why))
 }
 
 // Unwrap returns InvalidConfig and, when set, Err.
@@ -91,8 +96,8 @@ func (e *InvalidError) Unwrap() []error {
 }
 
 // Invalid refuses value of field (or option, or variable) for reason. A
-// string value is quoted; a value that looks secret should be redacted by
-// the caller before it comes here.
+// string value is quoted; the message masks what redact.String finds, and a
+// value that is secret by its key alone (an env value) must not be passed.
 func Invalid(what string, value any, reason string) error {
 	return &InvalidError{What: what, Value: Quote(value), Reason: reason}
 }

@@ -10,8 +10,11 @@
 //
 //   - KEY=value where KEY looks secret (SecretKey): the value is masked —
 //     PGPASSWORD=… in front of a command, an env list, a log line;
-//   - -p<value> (mysql's -psecret): the value is masked; after -password
-//     or -passwd alone, the next word too;
+//   - -p<value> (mysql's -psecret): the value is masked — in a command line
+//     (Args) always, in a text (String) after a word naming a MySQL program
+//     (mysql, mysqladmin, mariadb, …), so that prose such as "go test
+//     -parallel" stays readable; after -password or -passwd alone, the next
+//     word is masked too;
 //   - --<name>=<value> or -<name>=<value> where name looks secret
 //     (--password=…, --api-key=…): the value is masked; --<name> <value>
 //     (two words): the next word is masked;
@@ -26,6 +29,7 @@ package redact
 
 import (
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -104,16 +108,27 @@ var flag = regexp.MustCompile(`^(--?([A-Za-z][A-Za-z0-9_.-]*))(=(.*))?$`)
 // assignment is KEY=value.
 var assignment = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_.-]*)=(.*)$`)
 
+// identifier is a name before ":" ("password:").
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+
+// mysqlish reports whether a word names a program of the MySQL family,
+// whose -p<value> is a password: mysql, mysqladmin, /usr/bin/mysqldump,
+// mariadb-admin, ForExec("mysql", …
+func mysqlish(w string) bool {
+	w = strings.ToLower(w)
+	return strings.Contains(w, "mysql") || strings.Contains(w, "mariadb")
+}
+
 // word masks the secrets of one word; next reports that the word is a
 // secret flag (or "password:") without its value: the next word is the
-// value.
-func word(w string) (masked string, next bool) {
+// value. pflag says whether -p<value> is a password here.
+func word(w string, pflag bool) (masked string, next bool) {
 	if strings.Contains(w, "://") {
 		w = userinfo.ReplaceAllString(w, "$1:"+Mask+"@")
 	}
 	m := flag.FindStringSubmatch(w)
 	switch {
-	case len(w) > 2 && w[0] == '-' && w[1] == 'p':
+	case pflag && len(w) > 2 && w[0] == '-' && w[1] == 'p' && !strings.HasPrefix(w[2:], Mask):
 		// mysql's -psecret (and, alas, -port=1). A Go-style -password
 		// or -passwd flag takes the next word as its value.
 		name := strings.ToLower(w[1:])
@@ -126,7 +141,7 @@ func word(w string) (masked string, next bool) {
 	if m != nil {
 		switch {
 		case m[3] != "": // --env=DB_PASSWORD=x
-			v, _ := word(m[4])
+			v, _ := word(m[4], pflag)
 			return m[1] + "=" + v, false
 		}
 		return w, false
@@ -134,7 +149,7 @@ func word(w string) (masked string, next bool) {
 	if m := assignment.FindStringSubmatch(w); m != nil && SecretKey(m[1]) && m[2] != "" {
 		return m[1] + "=" + Mask, false
 	}
-	if k, ok := strings.CutSuffix(w, ":"); ok && SecretKey(k) {
+	if k, ok := strings.CutSuffix(w, ":"); ok && identifier.MatchString(k) && SecretKey(k) {
 		return w, true // password: secret
 	}
 	return w, false
@@ -155,11 +170,11 @@ func Args(argv []string) []string {
 			// The value of a secret flag; if it is a secret flag itself
 			// (--token --password x), its own value follows.
 			out[i] = Mask
-			_, next = word(a)
+			_, next = word(a, true)
 		case strings.ContainsFunc(a, unicode.IsSpace):
 			out[i] = String(a)
 		default:
-			out[i], next = word(a)
+			out[i], next = word(a, true)
 		}
 	}
 	return out
@@ -177,6 +192,7 @@ func String(text string) string {
 	b.Grow(len(text))
 	next := false
 	quote := byte(0) // masking a quoted value up to this closing quote
+	pflag := false   // a MySQL program was named: -p<value> is a password
 	for i := 0; i < len(text); {
 		j := i
 		for j < len(text) && !isSpace(text[j]) {
@@ -195,7 +211,7 @@ func String(text string) string {
 			}
 		case next:
 			b.WriteString(Mask)
-			_, next = word(w)
+			_, next = word(w, pflag)
 			if q := w[0]; (q == '\'' || q == '"') && (len(w) == 1 || w[len(w)-1] != q) {
 				quote, next = q, false
 			}
@@ -203,20 +219,25 @@ func String(text string) string {
 			// Quotes around a word are the text's, not the word's
 			// ("mysql -psecret" quoted in a message).
 			lead, trail := "", ""
-			if w[0] == '"' || w[0] == '\'' {
+			if isQuote(w[0]) {
 				lead, w = w[:1], w[1:]
 			}
-			if n := len(w); n > 0 && (w[n-1] == '"' || w[n-1] == '\'') {
+			if n := len(w); n > 0 && isQuote(w[n-1]) {
 				w, trail = w[:n-1], w[n-1:]
+			} else if n > 1 && isQuote(w[n-2]) && strings.IndexByte(":,;)", w[n-1]) >= 0 {
+				w, trail = w[:n-2], w[n-2:] // "-psecret": or "-psecret",
 			}
-			m, n := word(w)
+			m, n := word(w, pflag)
 			b.WriteString(lead + m + trail)
 			next = n
 		}
+		pflag = pflag || mysqlish(w)
 		i = j
 	}
 	return b.String()
 }
+
+func isQuote(c byte) bool { return c == '"' || c == '\'' }
 
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
@@ -230,7 +251,38 @@ const MinKnown = 4
 // Secrets are values known to be secret; the zero value knows none. It is
 // safe for concurrent use once made.
 type Secrets struct {
-	r *strings.Replacer
+	values []string // the longest first
+	r      *strings.Replacer
+}
+
+// Known returns the values given, but those shorter than MinKnown.
+func Known(values ...string) Secrets {
+	var keep []string
+	for _, v := range values {
+		if len(v) >= MinKnown && !slices.Contains(keep, v) {
+			keep = append(keep, v)
+		}
+	}
+	if len(keep) == 0 {
+		return Secrets{}
+	}
+	// The longest first: a value that holds another is masked whole.
+	sort.Slice(keep, func(i, j int) bool {
+		if len(keep[i]) != len(keep[j]) {
+			return len(keep[i]) > len(keep[j])
+		}
+		return keep[i] < keep[j]
+	})
+	pairs := make([]string, 0, 2*len(keep))
+	for _, v := range keep {
+		pairs = append(pairs, v, Mask)
+	}
+	return Secrets{values: keep, r: strings.NewReplacer(pairs...)}
+}
+
+// And returns the values of s and o.
+func (s Secrets) And(o Secrets) Secrets {
+	return Known(append(slices.Clone(s.values), o.values...)...)
 }
 
 // EnvSecrets returns the values of env's secret keys (SecretKey) of at least
@@ -238,25 +290,35 @@ type Secrets struct {
 func EnvSecrets(env map[string]string) Secrets {
 	var values []string
 	for k, v := range env {
-		if SecretKey(k) && len(v) >= MinKnown {
+		if SecretKey(k) {
 			values = append(values, v)
 		}
 	}
-	if len(values) == 0 {
-		return Secrets{}
-	}
-	// The longest first: a value that holds another is masked whole.
-	sort.Slice(values, func(i, j int) bool {
-		if len(values[i]) != len(values[j]) {
-			return len(values[i]) > len(values[j])
+	return Known(values...)
+}
+
+// ArgSecrets returns the values the rule masks in a command line (Args) of
+// at least MinKnown bytes, so that they are masked too where the command's
+// own output quotes them.
+func ArgSecrets(argv []string) Secrets {
+	var values []string
+	for i, m := range Args(argv) {
+		if m == argv[i] {
+			continue
 		}
-		return values[i] < values[j]
-	})
-	pairs := make([]string, 0, 2*len(values))
-	for _, v := range values {
-		pairs = append(pairs, v, Mask)
+		parts := strings.Split(m, Mask)
+		for j, p := range parts {
+			parts[j] = regexp.QuoteMeta(p)
+		}
+		re, err := regexp.Compile("^" + strings.Join(parts, "(.*?)") + "$")
+		if err != nil {
+			continue
+		}
+		if sub := re.FindStringSubmatch(argv[i]); sub != nil {
+			values = append(values, sub[1:]...)
+		}
 	}
-	return Secrets{r: strings.NewReplacer(pairs...)}
+	return Known(values...)
 }
 
 // String returns text with the rule applied (the package function String)

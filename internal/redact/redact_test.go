@@ -90,13 +90,19 @@ func TestString(t *testing.T) {
 		{"  POSTGRES_PASSWORD=x\tPOSTGRES_USER=app\n", "  POSTGRES_PASSWORD=[redacted]\tPOSTGRES_USER=app\n"},
 		{"login --password 'two words' ok", "login --password [redacted]  ok"},
 		{`login --password "two words" ok`, `login --password [redacted]  ok`},
-		{`ForExec("mysql", "-psecret") failed`, `ForExec("mysql", "-p[redacted] failed`},
+		{`ForExec("mysql", "-psecret") failed`, `ForExec("mysql", "-p[redacted]") failed`},
+		{`ForExec("mysql", "-psecret", "ping")`, `ForExec("mysql", "-p[redacted]", "ping")`},
+		{`ForExec("mysql", "-p[redacted]", "ping")`, `ForExec("mysql", "-p[redacted]", "ping")`},
 		{"login --password 'one' ok", "login --password [redacted] ok"},
 		{"dial tcp://me:pw@host:2376 and https://host/path", "dial tcp://me:[redacted]@host:2376 and https://host/path"},
 		{"DSN=mysql://root:pw@tcp(db:3306)/app", "DSN=mysql://root:[redacted]@tcp(db:3306)/app"},
 		{"Password: hunter2 accepted", "Password: [redacted] accepted"},
 		{"heph.session=abc label heph.managed=true", "heph.session=abc label heph.managed=true"},
 		{"unix:///var/run/docker.sock", "unix:///var/run/docker.sock"},
+		{"run fewer tests at once (go test -parallel 2, -p 1)", "run fewer tests at once (go test -parallel 2, -p 1)"},
+		{"-pS3cret before any MySQL program is named", "-pS3cret before any MySQL program is named"},
+		{"+ /usr/bin/mysqladmin -h db -pS3cret ping", "+ /usr/bin/mysqladmin -h db -p[redacted] ping"},
+		{`WithEnv("POSTGRES_PASSWORD"): the value must not contain NUL`, `WithEnv("POSTGRES_PASSWORD"): the value must not contain NUL`},
 	} {
 		require.Equal(t, tc.want, String(tc.in), "%q", tc.in)
 	}
@@ -121,6 +127,16 @@ func TestSecrets(t *testing.T) {
 	require.ErrorIs(t, err, fs.ErrNotExist, "the chain is kept")
 	require.Same(t, cause, errors.Unwrap(err))
 	require.NoError(t, s.Error(nil))
+}
+
+func TestArgSecrets(t *testing.T) {
+	s := ArgSecrets([]string{"mysql", "-pS3cret-1", "--password", "S3cret-2", "--token=S3cret-3", "sh", "-c", "PGPASSWORD=S3cret-4 psql; mysql -pS3cret-5", "-pab", "postgres://u:S3cret-6@db/x"})
+	require.Equal(t, "[redacted] [redacted] [redacted] [redacted] [redacted] ab [redacted]",
+		s.String("S3cret-1 S3cret-2 S3cret-3 S3cret-4 S3cret-5 ab S3cret-6"),
+		"each masked value is known; one shorter than MinKnown is not searched for")
+	require.Equal(t, "hello", ArgSecrets([]string{"echo", "hello"}).String("hello"))
+	both := Known("value-one").And(Known("value-two", "abc"))
+	require.Equal(t, "[redacted] [redacted] abc", both.String("value-one value-two abc"))
 }
 
 func TestStringIsIdempotent(t *testing.T) {

@@ -6,6 +6,7 @@ package childtests
 import (
 	"os"
 	"testing"
+	"time"
 
 	"github.com/heph-go/heph"
 	"github.com/heph-go/heph/wait"
@@ -43,4 +44,16 @@ func TestChildLogsThenFails(t *testing.T) {
 func TestChildNoDocker(t *testing.T) {
 	heph.NewContainer("redis:7").Start(t)
 	t.Error("Start returned without Docker")
+}
+
+// TestChildPrintsNoSecret fails with secrets everywhere: in the env (printed
+// by the container), in its log, on the wait's command line. heph's
+// integration test greps the whole output for them.
+func TestChildPrintsNoSecret(t *testing.T) {
+	heph.NewContainer(image(t)).WithName("vault").
+		WithEnv("DB_PASSWORD", "Child-Db-Pw-1234").WithEnv("API_TOKEN", "Child-Token-5678").
+		WithCmd("-print-env", "-log", "connecting with Child-Db-Pw-1234", "-http", ":8080").
+		WithStartupTimeout(20 * time.Second).
+		WithWaitStrategy(wait.ForExec("mysqladmin", "-uroot", "-pChild-Cmd-Pw-9012", "ping")).Start(t)
+	t.Error("Start returned although its wait cannot succeed")
 }
