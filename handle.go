@@ -385,17 +385,17 @@ func stateSummary(info ContainerInfo) string {
 	return s
 }
 
-// tail returns the container's last n log lines.
+// tail returns the container's last n log lines (each cut at maxLogLine).
 func (c *Container) tail(ctx context.Context, n int) ([]string, error) {
 	r, err := c.logs(ctx, engine.LogOptions{Tail: n})
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	b, err := io.ReadAll(r)
-	text := strings.TrimRight(string(b), "\n")
-	if text == "" {
-		return nil, err
+	var lines []string
+	_, err = logLines(r, func(l string) { lines = append(lines, l) })
+	for len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
 	}
-	return strings.Split(text, "\n"), err
+	return lines, err
 }

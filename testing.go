@@ -288,7 +288,7 @@ func (st *testState) followLogs(c *Container) {
 		logLine := func(line string) { st.t.Logf("[%s] %s", c.service, c.secrets.String(line)) }
 		printed := 0
 		if r, err := c.logs(st.logCtx, engine.LogOptions{Follow: true}); err == nil {
-			printed = logLines(r, logLine)
+			printed, _ = logLines(r, logLine)
 			r.Close()
 		} else if st.logCtx.Err() == nil {
 			st.t.Logf("heph: [%s] cannot follow logs: %s", c.service, errs.Strip(err.Error()))
@@ -313,16 +313,52 @@ func (st *testState) followLogs(c *Container) {
 	}()
 }
 
-// logLines calls fn for each line read from r and returns how many.
-func logLines(r io.Reader, fn func(string)) int {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+// maxLogLine bounds a line of a container's output that heph prints: the
+// rest of a longer line is dropped, and a marker says how much.
+const maxLogLine = 1 << 20
+
+// logLines calls fn for each line read from r (without its "\n" or
+// "\r\n"; a line longer than maxLogLine cut, with a marker) and returns
+// how many, with the read error that ended it (nil at EOF). It holds one
+// line at most.
+func logLines(r io.Reader, fn func(string)) (int, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
 	n := 0
-	for sc.Scan() {
-		fn(sc.Text())
-		n++
+	var line []byte
+	cut := 0 // bytes of the line dropped
+	for {
+		chunk, err := br.ReadSlice('\n')
+		end := err == nil // chunk ends the line
+		data := chunk
+		if end {
+			data = chunk[:len(chunk)-1]
+		}
+		room := maxLogLine - len(line)
+		if len(data) <= room {
+			line = append(line, data...)
+		} else {
+			line = append(line, data[:room]...)
+			cut += len(data) - room
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if end || len(line) > 0 || cut > 0 {
+			text := strings.TrimSuffix(string(line), "\r")
+			if cut > 0 {
+				text += fmt.Sprintf(" … [line cut by heph: %d more bytes]", cut)
+			}
+			fn(text)
+			n++
+			line, cut = line[:0], 0
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
 	}
-	return n
 }
 
 // teardown is the test's cleanup: logs of a failed test, then removal (or
