@@ -5,7 +5,6 @@ import (
 	"errors"
 	"maps"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/envflag"
 	"github.com/heph-go/heph/internal/labels"
+	"github.com/heph-go/heph/internal/sessions"
 	"github.com/heph-go/heph/internal/watchdog"
 )
 
@@ -32,7 +32,10 @@ const (
 	LabelTest = labels.Test
 	// LabelPID holds the process id of the process that made it.
 	LabelPID = labels.PID
-	// LabelHost holds the host name of the machine where that process ran.
+	// LabelHost holds the host name of the machine where that process ran;
+	// heph.pidns and heph.boot hold its pid namespace and its machine's
+	// boot id (where they exist), so that its pid is judged only where it
+	// means the same process.
 	LabelHost = labels.Host
 	// LabelCreated holds the creation time, RFC 3339 in UTC.
 	LabelCreated = labels.Created
@@ -196,19 +199,18 @@ func NewOrchestrator(d ...Daemon) (*Orchestrator, error) {
 // (nil: none, for unit tests over a fake api).
 func newOrchestrator(api engine.API, ep engine.Endpoint, ws *watchdog.Set) *Orchestrator {
 	session := uuid.NewString()
-	host, _ := os.Hostname()
+	// heph.pid, heph.host, heph.pidns and heph.boot: where the pid means
+	// this process, so that heph prune judges it only there.
+	l := sessions.Self().Labels()
+	l[LabelManaged] = "true"
+	l[LabelSession] = session
 	return &Orchestrator{
-		api:       api,
-		endpoint:  ep,
-		session:   session,
-		watchdogs: ws,
-		hostEnv:   daemon.OSHostEnv(),
-		labels: map[string]string{
-			LabelManaged: "true",
-			LabelSession: session,
-			LabelPID:     strconv.Itoa(os.Getpid()),
-			LabelHost:    host,
-		},
+		api:        api,
+		endpoint:   ep,
+		session:    session,
+		watchdogs:  ws,
+		hostEnv:    daemon.OSHostEnv(),
+		labels:     l,
 		containers: map[string]string{},
 		networks:   map[string]string{},
 		pulls:      map[string]*pullCall{},

@@ -9,7 +9,7 @@
 //
 //	heph doctor [--json]
 //	heph ps [--json]
-//	heph prune [--session ID]... [--stale] [--older-than DURATION] [--all] [--dry-run] [--json]
+//	heph prune [--session ID]... [--stale] [--older-than DURATION] [--all] [--force] [--dry-run] [--json]
 //
 // heph finds the daemon as heph's tests do: DOCKER_HOST, else DOCKER_CONTEXT
 // or the docker CLI's current context, else the rootless socket, else
@@ -38,7 +38,9 @@
 // Every container, network and volume labelled heph.managed=true, grouped by
 // session: the test that made it (heph.test), the owning process
 // (heph.pid, with @host when it ran on another machine), whether that process
-// is alive (judged on this host only: "?" elsewhere), and the age.
+// is alive, and the age. A process is judged only where its pid means it:
+// on its host (heph.host), in its pid namespace (heph.pidns), during its
+// boot (heph.boot); anywhere else ALIVE is "?".
 //
 // # prune
 //
@@ -46,9 +48,17 @@
 // volumes), networks and volumes. Selectors combine (all must hold):
 //
 //	--session ID         a session id, or a unique prefix of one (repeatable)
-//	--stale              sessions whose process is gone, on this host
+//	--stale              sessions whose process is proved gone
 //	--older-than D       sessions created more than D ago (Go duration, or Nd for days)
 //	--all                every session (the only way to select without a condition)
+//
+// Whatever selected it, a session is removed only when its process is
+// proved gone — it ran on this host, in this pid namespace, during this
+// boot, and no longer runs — unless --force is given: a session whose
+// process is alive, or cannot be judged from here (another host, another
+// pid namespace such as a container's or a pod's, an earlier boot, labels
+// from an older heph), is left in place and listed with the reason. When a
+// session named with --session is left so, the exit status is 1.
 //
 // --dry-run lists what would be removed and removes nothing.
 //
@@ -82,9 +92,11 @@ Usage:
   heph ps [--json]        list heph's containers, networks and volumes by session
   heph prune [flags]      remove sessions' resources:
       --session ID        a session id or unique prefix (repeatable)
-      --stale             sessions whose process is gone (on this host)
+      --stale             sessions whose process is proved gone
       --older-than D      sessions older than D (30m, 2h, 7d)
       --all               every session
+      --force             also sessions whose process is alive or cannot be
+                          judged here (without it, only proved-gone ones)
       --dry-run           say what would be removed, remove nothing
       --json              JSON output
 

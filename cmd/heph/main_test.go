@@ -57,7 +57,7 @@ func fixture() []sessions.Session {
 		},
 		{
 			ID: "7b3e2f10-55aa-4c3d-8e21-b0c4d9a6e512", Tests: []string{"TestAPI/a_rather_long_subtest_name_that_does_not_fit", "TestAPI/login"}, PID: 1207, Host: "laptop",
-			Created: at(5 * time.Hour), Process: sessions.ProcessUnknown,
+			Created: at(5 * time.Hour), Process: sessions.ProcessUnknown, Why: `it was made on host "laptop", not on this one`,
 			Resources: []sessions.Resource{
 				{Kind: sessions.ResourceContainer, ID: "c3", Name: "heph-api-12ab34cd", State: "running", Created: at(5 * time.Hour)},
 			},
@@ -72,7 +72,7 @@ func fixture() []sessions.Session {
 			},
 		},
 		{
-			ID: "b52e", Process: sessions.ProcessUnknown,
+			ID: "b52e", Process: sessions.ProcessUnknown, Why: "its resources carry no heph.pid or heph.host",
 			Resources: []sessions.Resource{{Kind: sessions.ResourceNetwork, ID: "n3", Name: "heph-net-00000000"}},
 		},
 	}
@@ -96,9 +96,12 @@ func TestPsGolden(t *testing.T) {
 }
 
 func TestPruneGolden(t *testing.T) {
-	stale, err := selectSessions(fixture(), pruneSelection{stale: true}, now)
+	// --older-than 1h selects a gone session and one from another host:
+	// only the first is removed.
+	old, err := selectSessions(fixture(), pruneSelection{olderThan: time.Hour}, now)
 	require.NoError(t, err)
-	dry := pruneReport{Daemon: daemonHost, DryRun: true, Sessions: views(stale, now, "ci-runner-7"), Errors: []string{}}
+	remove, kept := guard(old, false)
+	dry := pruneReport{Daemon: daemonHost, DryRun: true, Sessions: views(remove, now, "ci-runner-7"), Kept: kept, Errors: []string{}}
 	var text, js bytes.Buffer
 	writePrune(&text, dry)
 	golden(t, "prune_dry_run.golden", text.Bytes())
@@ -114,6 +117,29 @@ func TestPruneGolden(t *testing.T) {
 	text.Reset()
 	writePrune(&text, pruneReport{Daemon: daemonHost, Sessions: []sessionView{}})
 	golden(t, "prune_nothing.golden", text.Bytes())
+}
+
+// ids lists the short ids of sessions.
+func ids(ss []sessions.Session) []string {
+	out := []string{}
+	for _, s := range ss {
+		out = append(out, shortID(s.ID))
+	}
+	return out
+}
+
+func TestGuard(t *testing.T) {
+	all := fixture()
+	remove, kept := guard(all, false)
+	require.Equal(t, []string{"0d9a4c1e"}, ids(remove), "only the session whose process is proved gone")
+	require.Equal(t, []keptView{
+		{Session: "7b3e2f10-55aa-4c3d-8e21-b0c4d9a6e512", Process: "unknown", Reason: `its process cannot be judged from here: it was made on host "laptop", not on this one`},
+		{Session: "a41f0c77-3d2e-4b19-9c08-6e5f7a8b9c0d", Process: "alive", Reason: "its process (pid 50123) is alive"},
+		{Session: "b52e", Process: "unknown", Reason: "its process cannot be judged from here: its resources carry no heph.pid or heph.host"},
+	}, kept, "alive and unknown sessions are left, with the reason")
+	remove, kept = guard(all, true)
+	require.Equal(t, []string{"0d9a4c1e", "7b3e2f10", "a41f0c77", "b52e"}, ids(remove), "--force removes them all")
+	require.Empty(t, kept)
 }
 
 func TestDoctorGolden(t *testing.T) {
@@ -157,13 +183,6 @@ func testEnv(vars map[string]string) (env, *bytes.Buffer, *bytes.Buffer) {
 }
 
 func TestSelectSessions(t *testing.T) {
-	ids := func(ss []sessions.Session) []string {
-		out := []string{}
-		for _, s := range ss {
-			out = append(out, shortID(s.ID))
-		}
-		return out
-	}
 	for _, tc := range []struct {
 		name string
 		sel  pruneSelection

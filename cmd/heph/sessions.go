@@ -51,7 +51,15 @@ type pruneReport struct {
 	Daemon   string        `json:"daemon"`
 	DryRun   bool          `json:"dry_run"`
 	Sessions []sessionView `json:"sessions"` // with what was (or would be) removed
+	Kept     []keptView    `json:"kept"`     // selected, but not proved gone: left without --force
 	Errors   []string      `json:"errors"`
+}
+
+// keptView is a selected session prune left in place.
+type keptView struct {
+	Session string `json:"session"`
+	Process string `json:"process"` // alive or unknown
+	Reason  string `json:"reason"`
 }
 
 // views turns sessions into views at time now; thisHost marks local ones.
@@ -231,6 +239,7 @@ func writePrune(w io.Writer, r pruneReport) {
 	switch {
 	case len(r.Sessions) == 0 && len(r.Errors) == 0:
 		fmt.Fprintf(w, "nothing to remove on %s\n", r.Daemon)
+		writeKept(w, r.Kept)
 		return
 	case len(r.Sessions) > 0:
 		writeTable(w, r.Sessions)
@@ -241,6 +250,22 @@ func writePrune(w io.Writer, r pruneReport) {
 		verb = "would remove (dry run, nothing removed)"
 	}
 	fmt.Fprintf(w, "%s: %s of %s on %s\n", verb, counts(r.Sessions), plural(len(r.Sessions), "session"), r.Daemon)
+	writeKept(w, r.Kept)
+}
+
+// writeKept says which selected sessions prune left, and why.
+func writeKept(w io.Writer, kept []keptView) {
+	if len(kept) == 0 {
+		return
+	}
+	it := "them"
+	if len(kept) == 1 {
+		it = "it"
+	}
+	fmt.Fprintf(w, "left in place: %s whose process is not proved gone (--force removes %s anyway):\n", plural(len(kept), "session"), it)
+	for _, k := range kept {
+		fmt.Fprintf(w, "  %s  %s\n", shortID(k.Session), k.Reason)
+	}
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -291,6 +316,7 @@ type pruneSelection struct {
 	stale     bool
 	olderThan time.Duration
 	all       bool
+	force     bool // remove sessions whose process is not proved gone too
 }
 
 func (p pruneSelection) empty() bool {
@@ -335,6 +361,29 @@ func selectSessions(all []sessions.Session, p pruneSelection, now time.Time) ([]
 	return out, nil
 }
 
+// guard splits the selected sessions into those prune removes and those it
+// leaves in place: without force, only a session whose process is proved
+// gone (sessions.ProcessGone) is removed — never one whose process is alive
+// or cannot be judged from here (another host, another pid namespace,
+// another boot, an older heph's labels).
+func guard(selected []sessions.Session, force bool) (remove []sessions.Session, kept []keptView) {
+	for _, s := range selected {
+		if force || s.Stale() {
+			remove = append(remove, s)
+			continue
+		}
+		k := keptView{Session: s.ID, Process: string(s.Process)}
+		switch s.Process {
+		case sessions.ProcessAlive:
+			k.Reason = fmt.Sprintf("its process (pid %d) is alive", s.PID)
+		default:
+			k.Reason = "its process cannot be judged from here: " + s.Why
+		}
+		kept = append(kept, k)
+	}
+	return remove, kept
+}
+
 // prune is heph prune.
 func (e env) prune(args []string) int {
 	fs := e.flags("prune")
@@ -345,6 +394,7 @@ func (e env) prune(args []string) int {
 	fs.BoolVar(&p.stale, "stale", false, "sessions whose process is gone (on this host)")
 	fs.Var(&older, "older-than", "sessions older than this (30m, 2h, 7d)")
 	fs.BoolVar(&p.all, "all", false, "every session")
+	fs.BoolVar(&p.force, "force", false, "remove sessions whose process is alive or cannot be judged, too")
 	dryRun := fs.Bool("dry-run", false, "say what would be removed, remove nothing")
 	asJSON := fs.Bool("json", false, "JSON output")
 	if status, ok := e.parse(fs, args); !ok {
@@ -375,7 +425,11 @@ func (e env) prune(args []string) int {
 		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
 		return exitFail
 	}
-	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Errors: []string{}}
+	selected, kept := guard(selected, p.force)
+	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Kept: kept, Errors: []string{}}
+	if r.Kept == nil {
+		r.Kept = []keptView{}
+	}
 	if *dryRun {
 		r.Sessions = views(selected, now, thisHost())
 	} else {
@@ -413,6 +467,13 @@ func (e env) prune(args []string) int {
 	status := exitOK
 	for _, msg := range r.Errors {
 		fmt.Fprintf(e.stderr, "heph prune: %s\n", msg)
+		status = exitFail
+	}
+	if len(p.sessions) > 0 && len(r.Kept) > 0 {
+		// A session named with --session was not removed: say so.
+		for _, k := range r.Kept {
+			fmt.Fprintf(e.stderr, "heph prune: session %s not removed: %s; --force removes it anyway\n", shortID(k.Session), k.Reason)
+		}
 		status = exitFail
 	}
 	if *asJSON {

@@ -18,6 +18,8 @@
 //
 //	pass   one container, started and torn down; it prints nothing else and
 //	       the test passes (for timing a normal go test run).
+//	hold-one  one container, created and not started, held until its stdin
+//	       is closed, then torn down (the lightest live session).
 //	hold   a network, three started containers (one with -ignore-sigterm,
 //	       one with a named volume) and blocks until its stdin is closed,
 //	       then tears everything down and passes. Kill it to test the
@@ -97,8 +99,17 @@ type Child struct {
 // child is killed when the test ends if it still runs.
 func Start(t testing.TB, bin, mode string, env []string, flags ...string) *Child {
 	t.Helper()
+	return StartIn(t, nil, bin, mode, env, flags...)
+}
+
+// StartIn is Start with the child run by the command wrap (its program and
+// arguments, before bin's: unshare --pid --fork … runs it in a pid
+// namespace of its own); nil runs bin itself.
+func StartIn(t testing.TB, wrap []string, bin, mode string, env []string, flags ...string) *Child {
+	t.Helper()
 	args := append([]string{"-test.run", "^TestChild$", "-test.v"}, flags...)
-	cmd := exec.Command(bin, args...)
+	argv := append(append(append([]string{}, wrap...), bin), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append(os.Environ(), EnvMode+"="+mode), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdin, err := cmd.StdinPipe()

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,14 +54,20 @@ type ProcessState string
 // Process states of a Session.
 const (
 	// ProcessAlive means a process with the session's heph.pid runs on this
-	// host and started before the session's resources were created.
+	// host, in this pid namespace, during this boot, and started before the
+	// session's resources were created.
 	ProcessAlive ProcessState = "alive"
-	// ProcessGone means the session was made on this host and its process
-	// has exited (or its pid now belongs to a younger process).
+	// ProcessGone means it is proved that the session's process has exited:
+	// the session was made on this host (heph.host), in this process's pid
+	// namespace (heph.pidns) during this boot (heph.boot), and no process has
+	// its pid (or a zombie has, or a process that started after the
+	// session's resources were made).
 	ProcessGone ProcessState = "gone"
-	// ProcessUnknown means it cannot be judged from here: the session was
-	// made on another host (heph.host differs), or its resources carry no
-	// heph.pid.
+	// ProcessUnknown means it cannot be proved either way from here: the
+	// session was made on another host, in another pid namespace (a test in
+	// a container sharing the host's name, a pod's sidecar), during another
+	// boot, by a heph that did not record its pid namespace and boot, or its
+	// resources carry no heph.pid. Session.Why says which.
 	ProcessUnknown ProcessState = "unknown"
 )
 
@@ -78,17 +83,24 @@ type Session struct {
 	// made the session and the host it ran on (0 and "" when absent).
 	PID  int
 	Host string
+	// PIDNS and Boot are the heph.pidns and heph.boot labels: that
+	// process's pid namespace and its machine's boot id ("" when absent).
+	PIDNS, Boot string
 	// Created is the earliest creation time of its resources.
 	Created time.Time
-	// Process says whether PID is still running (judged only on Host).
+	// Process says whether PID is still running (judged only where the pid
+	// means the same process: see ProcessState).
 	Process ProcessState
+	// Why says why Process is ProcessUnknown ("" otherwise).
+	Why string
 	// Resources are its containers, then networks, then volumes, each
 	// sorted by name.
 	Resources []Resource
 }
 
-// Stale reports whether the session's process is gone: nothing will remove
-// its resources but heph prune (or the session's watchdog, if it runs).
+// Stale reports whether the session's process is proved gone: nothing will
+// remove its resources but heph prune (or the session's watchdog, if it
+// runs).
 func (s Session) Stale() bool { return s.Process == ProcessGone }
 
 // Count returns how many of the session's resources are of kind k.
@@ -105,8 +117,8 @@ func (s Session) Count(k ResourceKind) int {
 // List returns every container (running or not), network and volume on the
 // daemon labelled heph.managed=true — whoever made it, in this process or
 // another — grouped by their heph.session label, oldest session first.
-// Whether each session's process is alive is judged on this host only (see
-// ProcessState). It changes nothing. It fails when a list call fails; the
+// Whether each session's process is alive is judged only where its pid means
+// the same process (see ProcessState). It changes nothing. It fails when a list call fails; the
 // error names the call and matches errs.DockerUnavailable when the daemon
 // cannot be reached.
 func List(ctx context.Context, api engine.API) ([]Session, error) {
@@ -114,8 +126,7 @@ func List(ctx context.Context, api engine.API) ([]Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
-	return groupSessions(items, host, processState), nil
+	return groupSessions(items, Self(), processState), nil
 }
 
 // Remove removes every container (forced, with its anonymous volumes),
@@ -202,9 +213,9 @@ func item(kind ResourceKind, id, name, state string, created time.Time, l map[st
 
 var kindOrder = map[ResourceKind]int{ResourceContainer: 0, ResourceNetwork: 1, ResourceVolume: 2}
 
-// groupSessions groups items by session, judging each session's process with
-// alive when it was made on thisHost.
-func groupSessions(items []managedItem, thisHost string, alive func(pid int, created time.Time) ProcessState) []Session {
+// groupSessions groups items by session, judging each session's process
+// from here (see judge).
+func groupSessions(items []managedItem, here Identity, alive func(pid int, created time.Time) ProcessState) []Session {
 	byID := map[string]*Session{}
 	tests := map[string]map[string]bool{}
 	var order []string
@@ -229,6 +240,12 @@ func groupSessions(items []managedItem, thisHost string, alive func(pid int, cre
 		if s.Host == "" {
 			s.Host = it.labels[labels.Host]
 		}
+		if s.PIDNS == "" {
+			s.PIDNS = it.labels[labels.PIDNS]
+		}
+		if s.Boot == "" {
+			s.Boot = it.labels[labels.Boot]
+		}
 		if !it.Created.IsZero() && (s.Created.IsZero() || it.Created.Before(s.Created)) {
 			s.Created = it.Created
 		}
@@ -247,10 +264,7 @@ func groupSessions(items []managedItem, thisHost string, alive func(pid int, cre
 			}
 			return a.Name < b.Name
 		})
-		s.Process = ProcessUnknown
-		if s.PID > 0 && s.Host != "" && s.Host == thisHost && alive != nil {
-			s.Process = alive(s.PID, s.Created)
-		}
+		s.Process, s.Why = judge(*s, here, alive)
 		sessions = append(sessions, *s)
 	}
 	sort.SliceStable(sessions, func(i, j int) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,7 +109,7 @@ func TestListGroupsEverythingHephMadeBySession(t *testing.T) {
 		require.NoError(t, err)
 		return id
 	}
-	mk("heph-web-1", lbls("s-new", me, host, "2026-01-02T10:00:05Z", "TestB"))
+	mk("heph-web-1", ident(lbls("s-new", me, host, "2026-01-02T10:00:05Z", "TestB"), Self().PIDNS, Self().Boot))
 	d.Exit(mk("heph-db-1", lbls("s-new", me, host, "2026-01-02T10:00:03Z", "TestA")), 1)
 	mk("heph-old-1", lbls("s-old", "999999999", "elsewhere", "2025-12-01T00:00:00Z", ""))
 	d.AddNetwork(engine.Network{Name: "heph-net-1", Labels: lbls("s-new", me, host, "2026-01-02T10:00:01Z", "")})
@@ -154,9 +155,14 @@ func TestListGroupsEverythingHephMadeBySession(t *testing.T) {
 	require.Equal(t, os.Getpid(), s.PID)
 	require.Equal(t, host, s.Host)
 	require.Equal(t, time.Date(2026, 1, 2, 10, 0, 1, 0, time.UTC), s.Created, "the earliest heph.created")
+	require.Equal(t, Self().PIDNS, s.PIDNS)
+	require.Equal(t, Self().Boot, s.Boot)
 	want := ProcessGone // this process started after the labels say it made them: a reused pid
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		want = ProcessAlive // no start times to compare
+	}
+	if Self().PIDNS == "" {
+		want = ProcessUnknown // not Linux: no pid namespace to pin the pid down
 	}
 	require.Equal(t, want, s.Process)
 	require.Equal(t, want == ProcessGone, s.Stale())
@@ -198,37 +204,83 @@ func TestListFails(t *testing.T) {
 	require.EqualError(t, err, `heph: list containers of session "s1": boom`)
 }
 
-func TestGroupSessionsJudgesOnlyThisHostsProcesses(t *testing.T) {
+// here is the identity the tests judge from.
+var here = Identity{PID: 99, Host: "here", PIDNS: "pid:[4026531836]", Boot: "boot-1"}
+
+// ident adds heph.pidns and heph.boot to labels l.
+func ident(l map[string]string, pidns, boot string) map[string]string {
+	if pidns != "" {
+		l[labels.PIDNS] = pidns
+	}
+	if boot != "" {
+		l[labels.Boot] = boot
+	}
+	return l
+}
+
+func TestGroupSessionsJudgesOnlyWhereThePidMeansTheSameProcess(t *testing.T) {
 	var asked []int
 	alive := func(pid int, _ time.Time) ProcessState {
 		asked = append(asked, pid)
-		if pid == 1 {
+		switch pid {
+		case 1:
 			return ProcessAlive
+		case 7:
+			return ProcessUnknown // cannot look at it
 		}
 		return ProcessGone
 	}
-	items := []managedItem{
-		item(ResourceContainer, "a", "a", "running", time.Time{}, lbls("s1", "1", "here", "", "")),
-		item(ResourceContainer, "b", "b", "running", time.Time{}, lbls("s2", "2", "here", "", "")),
-		item(ResourceContainer, "c", "c", "running", time.Time{}, lbls("s3", "3", "there", "", "")),
-		item(ResourceContainer, "d", "d", "running", time.Time{}, lbls("s4", "x", "here", "", "")),
-		item(ResourceContainer, "e", "e", "running", time.Time{}, lbls("s5", "-5", "here", "", "")),
-		item(ResourceContainer, "f", "f", "running", time.Time{}, lbls("s6", "6", "", "", "")),
+	ns, boot := here.PIDNS, here.Boot
+	cases := []struct {
+		session string
+		labels  map[string]string
+		want    ProcessState
+		why     string
+	}{
+		{"alive", ident(lbls("alive", "1", "here", "", ""), ns, boot), ProcessAlive, ""},
+		{"gone", ident(lbls("gone", "2", "here", "", ""), ns, boot), ProcessGone, ""},
+		{"other-host", ident(lbls("other-host", "3", "there", "", ""), ns, boot), ProcessUnknown, `it was made on host "there", not on this one`},
+		{"other-pidns", ident(lbls("other-pidns", "4", "here", "", ""), "pid:[4026532999]", boot), ProcessUnknown, "it was made in another pid namespace (pid:[4026532999]): its pid means another process here"},
+		{"other-boot", ident(lbls("other-boot", "5", "here", "", ""), ns, "boot-0"), ProcessUnknown, `it was made during another boot of this machine, or on another machine named "here"`},
+		{"old-heph", lbls("old-heph", "6", "here", "", ""), ProcessUnknown, "its resources carry no heph.pidns or heph.boot (an older heph made them): its pid cannot be pinned down"},
+		{"no-boot", ident(lbls("no-boot", "6", "here", "", ""), ns, ""), ProcessUnknown, "its resources carry no heph.pidns or heph.boot (an older heph made them): its pid cannot be pinned down"},
+		{"unreadable", ident(lbls("unreadable", "7", "here", "", ""), ns, boot), ProcessUnknown, "its process could not be looked at"},
+		{"no-pid", ident(lbls("no-pid", "x", "here", "", ""), ns, boot), ProcessUnknown, "its resources carry no heph.pid or heph.host"},
+		{"negative-pid", ident(lbls("negative-pid", "-5", "here", "", ""), ns, boot), ProcessUnknown, "its resources carry no heph.pid or heph.host"},
+		{"no-host", ident(lbls("no-host", "6", "", "", ""), ns, boot), ProcessUnknown, "its resources carry no heph.pid or heph.host"},
 	}
-	got := map[string]ProcessState{}
-	for _, s := range groupSessions(items, "here", alive) {
-		got[s.ID] = s.Process
+	var items []managedItem
+	for _, tc := range cases {
+		items = append(items, item(ResourceContainer, tc.session, tc.session, "running", time.Time{}, tc.labels))
 	}
-	require.Equal(t, map[string]ProcessState{
-		"s1": ProcessAlive, "s2": ProcessGone,
-		"s3": ProcessUnknown, // another host
-		"s4": ProcessUnknown, // no pid
-		"s5": ProcessUnknown, // not a pid
-		"s6": ProcessUnknown, // no host: cannot tell where the pid lives
-	}, got)
-	require.ElementsMatch(t, []int{1, 2}, asked, "only this host's pids are looked at")
+	got := map[string]Session{}
+	for _, s := range groupSessions(items, here, alive) {
+		got[s.ID] = s
+	}
+	for _, tc := range cases {
+		require.Equal(t, tc.want, got[tc.session].Process, tc.session)
+		require.Equal(t, tc.why, got[tc.session].Why, tc.session)
+		require.Equal(t, tc.want == ProcessGone, got[tc.session].Stale(), tc.session)
+	}
+	require.ElementsMatch(t, []int{1, 2, 7}, asked, "only pids of this host, pid namespace and boot are looked at")
 
-	require.Equal(t, ProcessUnknown, groupSessions(items[:1], "here", nil)[0].Process, "no judge: unknown")
+	blind := here
+	blind.PIDNS = ""
+	require.Equal(t, ProcessUnknown, groupSessions(items[:2], blind, alive)[0].Process, "a process that cannot read its own namespace judges nothing")
+	require.Equal(t, ProcessUnknown, groupSessions(items[:1], here, nil)[0].Process, "no judge: unknown")
+}
+
+func TestSelf(t *testing.T) {
+	id := Self()
+	require.Equal(t, os.Getpid(), id.PID)
+	host, _ := os.Hostname()
+	require.Equal(t, host, id.Host)
+	if runtime.GOOS == "linux" {
+		require.Regexp(t, `^pid:\[\d+\]$`, id.PIDNS)
+		require.Regexp(t, `^[0-9a-f-]{36}$`, id.Boot)
+	}
+	require.Equal(t, map[string]string{labels.PID: strconv.Itoa(id.PID), labels.Host: host, labels.PIDNS: id.PIDNS, labels.Boot: id.Boot}, id.Labels())
+	require.Equal(t, map[string]string{labels.PID: "1", labels.Host: "h"}, Identity{PID: 1, Host: "h"}.Labels(), "only what is known")
 }
 
 func TestGroupSessions(t *testing.T) {
@@ -242,7 +294,7 @@ func TestGroupSessions(t *testing.T) {
 		item(ResourceContainer, "x", "x", "running", time.Time{}, lbls("s0", "", "", "2026-01-01T00:00:02Z", "")),
 		item(ResourceContainer, "y", "y", "running", time.Time{}, lbls("s2", "", "", "2025-12-31T00:00:00Z", "")),
 	}
-	got := groupSessions(items, "h", func(int, time.Time) ProcessState { return ProcessAlive })
+	got := groupSessions(items, Identity{Host: "h"}, func(int, time.Time) ProcessState { return ProcessAlive })
 	require.Equal(t, []string{"s2", "s0", "s1"}, []string{got[0].ID, got[1].ID, got[2].ID},
 		"oldest first; the same time is ordered by id")
 	s := got[2]
@@ -257,9 +309,9 @@ func TestGroupSessions(t *testing.T) {
 		}
 		return n
 	}(), "containers, networks, volumes, each by name")
-	require.Equal(t, ProcessAlive, s.Process)
+	require.Equal(t, ProcessUnknown, s.Process, "no heph.pidns nor heph.boot: unknown")
 
-	require.Empty(t, groupSessions(nil, "h", nil), "nothing listed: no session")
+	require.Empty(t, groupSessions(nil, here, nil), "nothing listed: no session")
 }
 
 func TestItemCreated(t *testing.T) {

@@ -64,6 +64,17 @@ func TestChild(t *testing.T) {
 		fmt.Println("ready")
 	}
 
+	if mode == "hold-one" {
+		c, err := o.CreateContainer(ctx, heph.ContainerConfig{Image: image, Service: "held"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c
+		announce()
+		_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes it (or kills us)
+		teardown()
+		return
+	}
 	if mode == "pass" {
 		start(heph.ContainerConfig{Service: "pass", Cmd: []string{"-http", ":8080"}, ExposedPorts: []string{"8080"}})
 		announce()
