@@ -47,6 +47,7 @@ func (o *Orchestrator) createContainer(ctx context.Context, cfg ContainerConfig,
 	}
 
 	name := newName(cfg.Service)
+	o.trackVolumes(cfg.Mounts)
 	access := o.ports(ctx)
 	id, err := o.api.ContainerCreate(ctx, o.spec(name, access.BindIP, cfg))
 	if err != nil {
@@ -63,6 +64,18 @@ func (o *Orchestrator) createContainer(ctx context.Context, cfg ContainerConfig,
 		}
 	}
 	return c, nil
+}
+
+// trackVolumes notes the named volumes of mounts: Teardown removes those
+// heph made once no container uses them.
+func (o *Orchestrator) trackVolumes(mounts []Mount) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, m := range mounts {
+		if m.Type == MountVolume && m.Source != "" {
+			o.volumes[m.Source] = true
+		}
+	}
 }
 
 // removeAfterFailure force-removes a container a failed operation left

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -99,6 +100,7 @@ type Orchestrator struct {
 	mu         sync.Mutex
 	containers map[string]string // container ID → name
 	networks   map[string]string // network ID → name
+	volumes    map[string]bool   // named volumes its containers mount
 	pulls      map[string]*pullCall
 }
 
@@ -213,6 +215,7 @@ func newOrchestrator(api engine.API, ep engine.Endpoint, ws *watchdog.Set) *Orch
 		labels:     l,
 		containers: map[string]string{},
 		networks:   map[string]string{},
+		volumes:    map[string]bool{},
 		pulls:      map[string]*pullCall{},
 	}
 }
@@ -319,8 +322,11 @@ func (o *Orchestrator) ports(ctx context.Context) daemon.Access {
 
 // Teardown removes every container this Orchestrator created and still
 // tracks, concurrently, then every network it created, then the named
-// volumes the daemon created for its mounts. It returns every failure joined;
-// resources already gone are not failures. It may be called more than once.
+// volumes heph made (for its mounts, or another session's) that its
+// containers mounted — but one another session's container still uses: a
+// named volume is shared by name, and its last user removes it. It returns
+// every failure joined; resources already gone are not failures. It may be
+// called more than once.
 func (o *Orchestrator) Teardown(ctx context.Context) error {
 	o.mu.Lock()
 	ids := make([]string, 0, len(o.containers))
@@ -351,19 +357,32 @@ func (o *Orchestrator) Teardown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// removeSessionVolumes removes the named volumes labelled with this session.
+// removeSessionVolumes removes the named volumes labelled with this session
+// and the heph-made ones its containers mounted, unless a container of
+// another session still uses them (see sessions.RemoveVolumes).
 func (o *Orchestrator) removeSessionVolumes(ctx context.Context) error {
 	vols, err := o.api.VolumeList(ctx, engine.Filter{}.Add("label", LabelSession+"="+o.session))
 	if err != nil {
 		return wrap("list volumes of session", o.session, err, nil)
 	}
-	var errs []error
+	own := make([]string, 0, len(vols))
 	for _, v := range vols {
-		if err := o.api.VolumeRemove(ctx, v.Name); err != nil && !errors.Is(err, engine.ErrNotFound) {
-			errs = append(errs, wrap("remove volume", v.Name, err, nil))
-		}
+		own = append(own, v.Name)
 	}
-	return errors.Join(errs...)
+	o.mu.Lock()
+	mounted := make([]string, 0, len(o.volumes))
+	for v := range o.volumes {
+		mounted = append(mounted, v)
+	}
+	o.mu.Unlock()
+	sort.Strings(mounted)
+	removed, err := sessions.RemoveVolumes(ctx, o.api, own, mounted)
+	o.mu.Lock()
+	for _, v := range removed {
+		delete(o.volumes, v)
+	}
+	o.mu.Unlock()
+	return err
 }
 
 func (o *Orchestrator) track(id, name string) {

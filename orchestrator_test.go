@@ -288,9 +288,10 @@ func TestTeardownJoinsErrorsAndIgnoresWhatIsGone(t *testing.T) {
 	}
 	err = o.Teardown(ctx)
 	require.Error(t, err)
+	// A volume in use is no failure: a named volume is shared by name, and
+	// a container of another session may use it (its last user removes it).
 	require.Equal(t, `heph: remove container "`+stuck.Name()+`": device or resource busy`+"\n"+
-		`heph: remove network "`+n.Name()+`": network `+n.Name()+` has active endpoints`+"\n"+
-		`heph: remove volume "v": volume is in use`, err.Error())
+		`heph: remove network "`+n.Name()+`": network `+n.Name()+` has active endpoints`, err.Error())
 	require.ErrorIs(t, err, engine.ErrConflict, "the daemon's error class still matches")
 	require.Equal(t, map[string]string{stuck.ID(): stuck.Name()}, trackedContainers(o), "what could not be removed stays tracked, for the next Teardown")
 	require.Equal(t, map[string]string{n.ID(): n.Name()}, trackedNetworks(o))

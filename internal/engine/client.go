@@ -589,7 +589,7 @@ func (c *Client) VolumeRemove(ctx context.Context, name string) error {
 
 // fromInspect maps a full inspect response.
 func fromInspect(r container.InspectResponse) Container {
-	out := Container{ID: r.ID, Name: strings.TrimPrefix(r.Name, "/"), ImageID: r.Image, Created: parseTime(r.Created)}
+	out := Container{ID: r.ID, Name: strings.TrimPrefix(r.Name, "/"), ImageID: r.Image, Created: parseTime(r.Created), Volumes: volumesOf(r.Mounts)}
 	if r.Config != nil {
 		out.Image = r.Config.Image
 		out.Labels = r.Config.Labels
@@ -644,6 +644,18 @@ func fromSummary(s container.Summary) Container {
 	}
 	if s.NetworkSettings != nil {
 		out.Networks = endpointsFrom(s.NetworkSettings.Networks)
+	}
+	out.Volumes = volumesOf(s.Mounts)
+	return out
+}
+
+// volumesOf lists the names of the volume mounts.
+func volumesOf(ms []container.MountPoint) []string {
+	var out []string
+	for _, m := range ms {
+		if m.Type == mount.TypeVolume && m.Name != "" {
+			out = append(out, m.Name)
+		}
 	}
 	return out
 }

@@ -175,6 +175,7 @@ func wantApp() engine.Container {
 		Networks: map[string]engine.Attachment{
 			"heph-record-net": {NetworkID: netID, IP: "10.231.7.2", Gateway: "10.231.7.1", Aliases: []string{"app", "2e257bdcc1bc"}},
 		},
+		Volumes: []string{"heph-record-vol"}, // its named volume; the anonymous one too, were there one
 		Labels:  map[string]string{"heph.service": "app", "heph.test": "record"},
 		Created: ts("2026-11-30T00:37:25.159489047Z"),
 		Started: ts("2026-11-30T00:37:25.643847199Z"),
@@ -264,7 +265,7 @@ func TestContainerInspectVariants(t *testing.T) {
 			delete(*v, "Config")
 			delete(*v, "NetworkSettings")
 		}, func(t *testing.T, c engine.Container) {
-			require.Equal(t, engine.Container{ID: appID, Name: "heph-record-app", ImageID: imageID, Created: ts("2026-11-30T00:37:25.159489047Z")}, c)
+			require.Equal(t, engine.Container{ID: appID, Name: "heph-record-app", ImageID: imageID, Created: ts("2026-11-30T00:37:25.159489047Z"), Volumes: []string{"heph-record-vol"}}, c)
 		}},
 		{"no networks, or a null one", func(v *inspect) {
 			obj((*v)["NetworkSettings"])["Networks"] = inspect{"gone": nil}

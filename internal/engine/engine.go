@@ -188,7 +188,10 @@ type Container struct {
 	Ports map[string][]netip.AddrPort
 	// Networks maps a network's name to the container's attachment to it.
 	Networks map[string]Attachment
-	Labels   map[string]string
+	// Volumes are the names of the volumes it mounts (named and
+	// anonymous), in the order the daemon gives them.
+	Volumes []string
+	Labels  map[string]string
 	// Created, Started, Finished are zero when unknown (a list gives only
 	// Created).
 	Created, Started, Finished time.Time

@@ -223,6 +223,7 @@ func (f *Fake) ContainerCreate(ctx context.Context, s engine.ContainerSpec) (str
 	}
 	for _, m := range s.Mounts {
 		if m.Type == "volume" && m.Source != "" {
+			c.c.Volumes = append(c.c.Volumes, m.Source)
 			if _, ok := f.volumes[m.Source]; !ok {
 				f.volumes[m.Source] = &engine.Volume{Name: m.Source, Labels: cloneMap(m.VolumeLabels), Created: time.Now()}
 			}
@@ -1004,6 +1005,7 @@ func (f *Fake) Counts() (containers, networks, volumes int) {
 
 func clone(c engine.Container) engine.Container {
 	c.Labels = cloneMap(c.Labels)
+	c.Volumes = slices.Clone(c.Volumes)
 	c.HealthLog = slices.Clone(c.HealthLog)
 	if c.Ports != nil {
 		ports := make(map[string][]netip.AddrPort, len(c.Ports))

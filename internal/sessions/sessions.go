@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -131,7 +132,9 @@ func List(ctx context.Context, api engine.API) ([]Session, error) {
 
 // Remove removes every container (forced, with its anonymous volumes),
 // network and volume labelled heph.session=id and heph.managed=true, whoever
-// made them, and returns what it removed. It lists again after each pass and
+// made them, with the heph-made named volumes its containers mounted, and
+// returns what it removed. A named volume a container of another session
+// still uses is left in place: that session removes it (see RemoveVolumes). It lists again after each pass and
 // retries, with backoff, until nothing is left, for up to 30 s or until ctx
 // ends. It removes the resources of a session whose process still runs too:
 // the caller checks Session.Process first.
@@ -150,7 +153,8 @@ func Remove(ctx context.Context, api engine.API, id string) ([]Resource, error) 
 // managedItem is a listed resource with the labels grouping needs.
 type managedItem struct {
 	Resource
-	labels map[string]string
+	labels  map[string]string
+	volumes []string // a container's volume mounts
 }
 
 // managedFilter selects heph's resources, of one session when id != "".
@@ -179,7 +183,9 @@ func listManaged(ctx context.Context, api engine.API, id string) ([]managedItem,
 		return nil, fail("containers", err)
 	}
 	for _, c := range cs {
-		items = append(items, item(ResourceContainer, c.ID, c.Name, c.Status, c.Created, c.Labels))
+		it := item(ResourceContainer, c.ID, c.Name, c.Status, c.Created, c.Labels)
+		it.volumes = c.Volumes
+		items = append(items, it)
 	}
 	ns, err := api.NetworkList(ctx, f)
 	if err != nil {
@@ -339,7 +345,7 @@ func (r Removal) Run(ctx context.Context) (removed, kept []Resource, err error) 
 	b := r.Policy.Backoff.BackOff()
 	settled := r.Policy.Settle == 0
 	keptSeen := map[string]bool{}
-	lastLeft := map[string][]Resource{} // by session: what its last pass left
+	states := map[string]*passState{}
 	// The failures of the last pass the context did not cut: when the end
 	// comes during a pass, its failures say only "context deadline
 	// exceeded", the pass before says why nothing worked.
@@ -350,8 +356,13 @@ func (r Removal) Run(ctx context.Context) (removed, kept []Resource, err error) 
 			errs      []error
 		)
 		for _, id := range r.Sessions {
-			rm, l, k, err := r.pass(ctx, id, lastLeft[id])
-			lastLeft[id] = l
+			st := states[id]
+			if st == nil {
+				st = &passState{mounted: map[string]bool{}, shared: map[string]bool{}}
+				states[id] = st
+			}
+			rm, l, k, err := r.pass(ctx, id, st)
+			st.left = l
 			now = append(now, rm...)
 			left = append(left, l...)
 			if err != nil {
@@ -404,17 +415,98 @@ func leftError(ids []string, left []Resource, elapsed time.Duration, errs []erro
 	return errors.Join(all...)
 }
 
+// passState is what a session's passes carry from one to the next.
+type passState struct {
+	left    []Resource      // what the last pass left
+	mounted map[string]bool // the volumes the session's containers mounted
+	shared  map[string]bool // volumes left to another session: said once
+}
+
+// RemoveVolumes removes a session's named volumes: own (labelled with the
+// session) and, of mounted (the named volumes its containers mounted), those
+// heph made (heph.managed=true), and returns the names removed. A named
+// volume is shared by name: one a container still uses — another session's
+// — is left in place for its last user to remove, and is no failure; nor is
+// one already gone. The error joins the other failures.
+func RemoveVolumes(ctx context.Context, api engine.API, own, mounted []string) ([]string, error) {
+	var rest []string
+	for _, v := range mounted {
+		if !slices.Contains(own, v) {
+			rest = append(rest, v)
+		}
+	}
+	heph, err := hephVolumes(ctx, api, rest)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		removed []string
+		errs    []error
+	)
+	for _, v := range append(slices.Clone(own), heph...) {
+		switch err := api.VolumeRemove(ctx, v); {
+		case err == nil:
+			removed = append(removed, v)
+		case errors.Is(err, engine.ErrNotFound), volumeInUse(err):
+		default:
+			errs = append(errs, engine.Op("remove volume", v, err, nil))
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// hephVolumes returns, of names, those of volumes heph made
+// (heph.managed=true), sorted.
+func hephVolumes(ctx context.Context, api engine.API, names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	vols, err := api.VolumeList(ctx, engine.Filter{}.Add("label", labels.Managed+"=true").Add("name", names...))
+	if err != nil {
+		return nil, engine.Op("list heph's volumes", "", err, nil)
+	}
+	var out []string
+	for _, v := range vols {
+		if want[v.Name] { // Docker's name filter matches parts of names too
+			out = append(out, v.Name)
+			delete(want, v.Name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// volumeInUse reports whether err is the daemon's refusal to remove a
+// volume a container uses.
+func volumeInUse(err error) bool {
+	return errors.Is(err, engine.ErrConflict) && strings.Contains(err.Error(), "in use")
+}
+
 // pass lists session id's resources and removes them: containers
-// concurrently (forced, with anonymous volumes), then networks, then volumes.
-// It returns what it removed, what it found but could not remove, and what
-// it left on purpose; a resource already gone is none of them. When it
-// cannot list, what the previous pass left (prevLeft) is taken as still
-// there, so that a removal cut short while listing still says what is left.
-func (r Removal) pass(ctx context.Context, id string, prevLeft []Resource) (removed, left, kept []Resource, err error) {
+// concurrently (forced, with anonymous volumes), then networks, then volumes:
+// those labelled with the session and the heph-made ones its containers
+// mounted (st.mounted gathers their names across passes). It returns what it
+// removed, what it found but could not remove, and what it left on purpose;
+// a resource already gone is none of them, nor is a volume another session's
+// container still uses (its last user removes it). When it cannot list, what
+// the previous pass left (st.left) is taken as still there, so that a
+// removal cut short while listing still says what is left.
+func (r Removal) pass(ctx context.Context, id string, st *passState) (removed, left, kept []Resource, err error) {
 	items, err := listManaged(ctx, r.API, id)
 	if err != nil {
 		r.Logf("session %s: %v", id, err)
-		return nil, prevLeft, nil, err
+		return nil, st.left, nil, err
+	}
+	for _, it := range items {
+		if it.Kind == ResourceContainer && !(r.Keep[it.ID] || r.Keep[it.Name]) {
+			for _, v := range it.volumes {
+				st.mounted[v] = true
+			}
+		}
 	}
 	var (
 		mu             sync.Mutex
@@ -469,10 +561,53 @@ func (r Removal) pass(ctx context.Context, id string, prevLeft []Resource) (remo
 			done(it.Resource, r.API.NetworkRemove(ctx, it.ID))
 		}
 	}
+	// Volumes: its own (labelled with it) and the heph-made ones its
+	// containers mounted, each unless a container still uses it.
+	byName := map[string]Resource{}
 	for _, it := range rest {
 		if it.Kind == ResourceVolume {
-			done(it.Resource, r.API.VolumeRemove(ctx, it.ID))
+			byName[it.ID] = it.Resource
 		}
+	}
+	var mountedNames []string
+	for v := range st.mounted {
+		if _, ok := byName[v]; !ok {
+			mountedNames = append(mountedNames, v)
+		}
+	}
+	others, err := hephVolumes(ctx, r.API, mountedNames)
+	if err != nil {
+		errs = append(errs, err)
+		r.Logf("session %s: %v", id, err)
+	}
+	for _, v := range mountedNames {
+		if err == nil && !slices.Contains(others, v) {
+			delete(st.mounted, v) // not heph's (or anonymous, or gone): never removed here
+		}
+	}
+	for _, v := range others {
+		byName[v] = Resource{Kind: ResourceVolume, ID: v, Name: v}
+	}
+	names := make([]string, 0, len(byName))
+	for v := range byName {
+		names = append(names, v)
+	}
+	sort.Strings(names)
+	for _, v := range names {
+		err := r.API.VolumeRemove(ctx, v)
+		if volumeInUse(err) && !keptContainers {
+			// Another session's container uses it (this session's own
+			// are in left, and the next pass tries again).
+			if !st.shared[v] {
+				st.shared[v] = true
+				r.Logf("session %s: left volume %s: a container of another session uses it, and removes it when it is done", id, v)
+			}
+			continue
+		}
+		if err == nil || errors.Is(err, engine.ErrNotFound) {
+			delete(st.mounted, v) // gone: not asked about again
+		}
+		done(byName[v], err)
 	}
 	return removed, left, kept, errors.Join(errs...)
 }

@@ -31,7 +31,11 @@
 //     networks and volumes kept containers still use), pass after pass until
 //     a pass finds nothing and, one second later, a last pass finds nothing
 //     again (a create that was in flight when the parent died), for at most
-//     two minutes. It never looks at another session's resources.
+//     two minutes. It never looks at another session's resources, but for a
+//     named volume, which is shared by name: it removes the heph-made
+//     volumes its sessions' containers mounted once no container uses them,
+//     and leaves one a container of another session still uses to that
+//     session.
 //
 // A watchdog that died (OOM, killed) is noticed at the next announce or keep
 // and replaced by one that is told everything again.
