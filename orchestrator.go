@@ -15,7 +15,9 @@ import (
 	"github.com/heph-go/heph/internal/daemon"
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/envflag"
+	"github.com/heph-go/heph/internal/imagepull"
 	"github.com/heph-go/heph/internal/labels"
+	"github.com/heph-go/heph/internal/registryauth"
 	"github.com/heph-go/heph/internal/watchdog"
 )
 
@@ -93,10 +95,14 @@ type Orchestrator struct {
 	accessOnce sync.Once
 	access     daemon.Access
 
+	creds   registryauth.Env  // where registry credentials are found
+	records imagepull.Records // when images were last pulled
+
 	mu         sync.Mutex
 	containers map[string]string // container ID → name
 	networks   map[string]string // network ID → name
-	pulls      map[string]*pullCall
+	pulls      map[string]*sharedCall
+	built      map[string]bool // tags of images built (not found) by this Orchestrator
 }
 
 // Daemon says how to reach a Docker daemon, as the docker CLI's environment
@@ -192,7 +198,9 @@ func newOrchestrator(api engine.API, ep engine.Endpoint, ws *watchdog.Set) *Orch
 		},
 		containers: map[string]string{},
 		networks:   map[string]string{},
-		pulls:      map[string]*pullCall{},
+		pulls:      map[string]*sharedCall{},
+		built:      map[string]bool{},
+		records:    imagepull.DefaultRecords(),
 	}
 }
 

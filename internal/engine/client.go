@@ -401,13 +401,18 @@ func encodeAuth(a *AuthConfig) (string, error) {
 	if a == nil {
 		return "", nil
 	}
-	b, err := json.Marshal(registry.AuthConfig{
-		Username: a.Username, Password: a.Password, IdentityToken: a.IdentityToken, ServerAddress: a.ServerAddress,
-	})
+	b, err := json.Marshal(registryAuth(*a))
 	if err != nil {
 		return "", err
 	}
 	return base64.URLEncoding.EncodeToString(b), nil
+}
+
+// registryAuth maps credentials to the SDK's.
+func registryAuth(a AuthConfig) registry.AuthConfig {
+	return registry.AuthConfig{
+		Username: a.Username, Password: a.Password, IdentityToken: a.IdentityToken, RegistryToken: a.RegistryToken, ServerAddress: a.ServerAddress,
+	}
 }
 
 // ImagePull implements API.
@@ -440,7 +445,7 @@ func (c *Client) ImageBuild(ctx context.Context, r io.Reader, opts BuildOptions,
 	}
 	auths := make(map[string]registry.AuthConfig, len(opts.Auth))
 	for host, a := range opts.Auth {
-		auths[host] = registry.AuthConfig{Username: a.Username, Password: a.Password, IdentityToken: a.IdentityToken, ServerAddress: a.ServerAddress}
+		auths[host] = registryAuth(a)
 	}
 	res, err := c.cli.ImageBuild(ctx, r, client.ImageBuildOptions{
 		Tags:        opts.Tags,

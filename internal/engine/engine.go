@@ -243,8 +243,11 @@ type Image struct {
 // print them.
 type AuthConfig struct {
 	Username, Password string
-	IdentityToken      string
-	ServerAddress      string
+	// IdentityToken is an OAuth2 refresh token the daemon trades for a
+	// registry token; RegistryToken is a bearer token sent as it is.
+	IdentityToken string
+	RegistryToken string
+	ServerAddress string
 }
 
 // PullOptions qualify a pull.

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/heph-go/heph/internal/rules"
 )
 
 // The user a Go package's image runs as, as distroless images have it.
@@ -69,17 +70,12 @@ func (p Platform) String() string {
 	return s
 }
 
-// ParsePlatform reads "os/arch[/variant]".
+// ParsePlatform reads "os/arch[/variant]" (rules.Platform).
 func ParsePlatform(s string) (Platform, error) {
+	if err := rules.Platform(s); err != nil {
+		return Platform{}, err
+	}
 	parts := strings.Split(s, "/")
-	if len(parts) < 2 || len(parts) > 3 {
-		return Platform{}, errors.New(`is not "os/arch" or "os/arch/variant" (linux/amd64, linux/arm64, linux/arm/v7)`)
-	}
-	for _, p := range parts {
-		if p == "" || strings.Trim(p, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
-			return Platform{}, errors.New(`is not "os/arch" or "os/arch/variant" in lower case (linux/amd64, linux/arm64, linux/arm/v7)`)
-		}
-	}
 	p := Platform{OS: parts[0], Arch: parts[1]}
 	if len(parts) == 3 {
 		p.Variant = parts[2]

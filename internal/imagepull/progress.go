@@ -153,6 +153,15 @@ func (r *Reporter) emit(doing string) {
 	}
 }
 
+// Say tells every listener line at once (a build's output, for HEPH_LOGS).
+func (r *Reporter) Say(line string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.listeners {
+		f(line)
+	}
+}
+
 // Listen adds f (nil is ignored) until the returned function is called.
 func (r *Reporter) Listen(f func(string)) (unlisten func()) {
 	if f == nil {
