@@ -245,12 +245,12 @@ func (o *Orchestrator) buildImage(ctx context.Context, dir string, b Build, q im
 // goImage compiles a Go package and loads its image, unless the image of
 // the same binary exists already.
 func (o *Orchestrator) goImage(ctx context.Context, src goSource, q imageRequest) (string, error) {
-	subject := "Go package " + src.pkg
+	const op = "build the image of Go package"
 	platform := q.platform
 	if platform == "" {
 		v, err := o.api.Version(ctx)
 		if err != nil {
-			return "", wrap("ask the daemon its platform for", subject, err, nil)
+			return "", wrap(op, src.pkg, fmt.Errorf("ask the daemon its platform: %w", err), nil)
 		}
 		platform = v.OS + "/" + v.Arch
 	}
@@ -262,8 +262,8 @@ func (o *Orchestrator) goImage(ctx context.Context, src goSource, q imageRequest
 	compiling := "compiling for " + platform
 	phase.Store(&compiling)
 	return o.shared(ctx, sharedJob{
-		key: "go " + src.dir + " " + src.pkg + " " + platform, op: "build image of", subject: subject,
-		doing: "building the image of " + subject, finished: "built the image of " + subject, status: func() string { return *phase.Load() },
+		key: "go " + src.dir + " " + src.pkg + " " + platform, op: op, subject: src.pkg,
+		doing: "building the image of Go package " + src.pkg, finished: "built the image of Go package " + src.pkg, status: func() string { return *phase.Load() },
 		timeout: q.timeout, progress: q.progress,
 		work: func(ctx context.Context, _ *imagepull.Reporter) (string, error) {
 			tmp, err := os.MkdirTemp("", "heph-go-")
@@ -274,13 +274,13 @@ func (o *Orchestrator) goImage(ctx context.Context, src goSource, q imageRequest
 			name := imagebuild.BinaryName(src.dir, src.pkg)
 			bin := filepath.Join(tmp, name)
 			if err := imagebuild.GoBuild(ctx, src.dir, src.pkg, p, bin); err != nil {
-				return "", errs.Op("build image of", subject, nil, err)
+				return "", errs.Op(op, src.pkg, nil, err)
 			}
 			ca, _ := imagebuild.HostCABundle()
 			g := imagebuild.GoImage{Binary: bin, Name: name, CABundle: ca, Platform: p, Labels: map[string]string{labels.BuildSource: src.pkg}}
 			key, err := g.Key()
 			if err != nil {
-				return "", errs.Op("build image of", subject, nil, err)
+				return "", errs.Op(op, src.pkg, nil, err)
 			}
 			tag := "heph-build/" + name + ":" + key[:12]
 			if _, err := o.api.ImageInspect(ctx, tag); err == nil {

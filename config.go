@@ -249,7 +249,7 @@ func (c ContainerConfig) validate() error {
 		bad("PullTimeout", c.PullTimeout, errors.New("is negative"))
 	}
 	if err := c.PullPolicy.check(); err != nil {
-		bad("PullPolicy", fmt.Sprintf("%+v", c.PullPolicy), err)
+		bad("PullPolicy", policyText(c.PullPolicy), err)
 	}
 	if c.Platform != "" {
 		if err := rules.Platform(c.Platform); err != nil {

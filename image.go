@@ -48,6 +48,13 @@ type PullPolicy struct {
 	OlderThan time.Duration
 }
 
+// policyText shows a PullPolicy in messages.
+type policyText PullPolicy
+
+func (p policyText) String() string {
+	return fmt.Sprintf("PullPolicy{Always: %t, OlderThan: %s}", p.Always, p.OlderThan)
+}
+
 // check returns why p is invalid, or nil.
 func (p PullPolicy) check() error {
 	switch {

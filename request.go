@@ -307,7 +307,7 @@ func (r ContainerRequest) WithPullTimeout(d time.Duration) ContainerRequest {
 func (r ContainerRequest) WithPullPolicy(p PullPolicy) ContainerRequest {
 	r = r.clone()
 	if err := p.check(); err != nil {
-		return r.fail("WithPullPolicy", fmt.Sprintf("%+v", p), err)
+		return r.fail("WithPullPolicy", policyText(p), err)
 	}
 	r.cfg.PullPolicy = p
 	return r
