@@ -233,7 +233,11 @@ func (o *Orchestrator) shared(ctx context.Context, j sharedJob) (string, error) 
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.timeout)
 			defer cancel()
 			call.result, call.err = j.work(wctx, call.rep)
-			call.rep.Stop(j.finished)
+			finished := j.finished
+			if call.err != nil {
+				finished = "" // the error says what happened
+			}
+			call.rep.Stop(finished)
 			o.mu.Lock()
 			delete(o.pulls, j.key)
 			o.mu.Unlock()

@@ -38,6 +38,11 @@ const (
 	LabelHost = labels.Host
 	// LabelCreated holds the creation time, RFC 3339 in UTC.
 	LabelCreated = labels.Created
+	// LabelBuild marks an image heph built (FromDockerfile, FromGoPackage,
+	// BuildImage); its value is the content hash its tag
+	// heph-build/<name>:<hash> starts with. `heph ps` lists these images and
+	// `heph prune --images` removes them.
+	LabelBuild = labels.Build
 )
 
 // Defaults for the lifecycle primitives.

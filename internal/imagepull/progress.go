@@ -180,14 +180,15 @@ func (r *Reporter) Listen(f func(string)) (unlisten func()) {
 }
 
 // Stop ends the reports; when the job was reported on, the listeners are
-// told finished ("pulled postgres:16") with the final status and time.
+// told finished ("pulled postgres:16") with the final status and time
+// (nothing when finished is "").
 func (r *Reporter) Stop(finished string) {
 	close(r.stop)
 	<-r.done
 	r.mu.Lock()
 	reported := r.reported
 	r.mu.Unlock()
-	if reported {
+	if reported && finished != "" {
 		r.emit(finished)
 	}
 }
