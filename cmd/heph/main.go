@@ -9,7 +9,7 @@
 //
 //	heph doctor [--json]
 //	heph ps [--json]
-//	heph prune [--session ID]... [--stale] [--older-than DURATION] [--all] [--dry-run] [--json]
+//	heph prune [--session ID]... [--stale] [--older-than DURATION] [--all] [--images] [--dry-run] [--json]
 //
 // heph finds the daemon as heph's tests do: DOCKER_HOST, else DOCKER_CONTEXT
 // or the docker CLI's current context, else the rootless socket, else
@@ -38,7 +38,10 @@
 // Every container, network and volume labelled heph.managed=true, grouped by
 // session: the test that made it (heph.test), the owning process
 // (heph.pid, with @host when it ran on another machine), whether that process
-// is alive (judged on this host only: "?" elsewhere), and the age.
+// is alive (judged on this host only: "?" elsewhere), and the age. Then the
+// images heph built (labelled heph.build: FromDockerfile, FromGoPackage,
+// BuildImage, doctor's probe) with what they were built from, their size,
+// age, and whether a container uses them.
 //
 // # prune
 //
@@ -49,6 +52,10 @@
 //	--stale              sessions whose process is gone, on this host
 //	--older-than D       sessions created more than D ago (Go duration, or Nd for days)
 //	--all                every session (the only way to select without a condition)
+//
+// --images also removes the images heph built (heph.build) that no
+// container uses, every tag of each; alone it removes only those. They are a
+// cache: the next test that needs one builds it again.
 //
 // --dry-run lists what would be removed and removes nothing.
 //
@@ -79,12 +86,14 @@ const usage = `heph shows and removes what heph-based tests left on a Docker dae
 
 Usage:
   heph doctor [--json]    check that this machine can run heph's tests
-  heph ps [--json]        list heph's containers, networks and volumes by session
+  heph ps [--json]        list heph's containers, networks and volumes by session,
+                          and the images heph built
   heph prune [flags]      remove sessions' resources:
       --session ID        a session id or unique prefix (repeatable)
       --stale             sessions whose process is gone (on this host)
       --older-than D      sessions older than D (30m, 2h, 7d)
       --all               every session
+      --images            the images heph built that no container uses
       --dry-run           say what would be removed, remove nothing
       --json              JSON output
 

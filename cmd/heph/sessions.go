@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/labels"
 	"github.com/heph-go/heph/internal/sessions"
 )
@@ -44,6 +45,7 @@ type resourceView struct {
 type psReport struct {
 	Daemon   string        `json:"daemon"`
 	Sessions []sessionView `json:"sessions"`
+	Images   []imageView   `json:"images"` // the images heph built
 }
 
 // pruneReport is what heph prune prints.
@@ -51,7 +53,13 @@ type pruneReport struct {
 	Daemon   string        `json:"daemon"`
 	DryRun   bool          `json:"dry_run"`
 	Sessions []sessionView `json:"sessions"` // with what was (or would be) removed
-	Errors   []string      `json:"errors"`
+	// Images are the images heph built that were (or would be) removed
+	// (--images); KeptImages those left because a container uses them.
+	Images     []imageView `json:"images"`
+	KeptImages []imageView `json:"kept_images"`
+	Errors     []string    `json:"errors"`
+
+	images bool // --images was given
 }
 
 // views turns sessions into views at time now; thisHost marks local ones.
@@ -205,6 +213,16 @@ func plural(n int, what string) string {
 
 // writePs is heph ps's text output.
 func writePs(w io.Writer, r psReport) {
+	writePsSessions(w, r)
+	if len(r.Images) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	writeImages(w, r.Images)
+	fmt.Fprintf(w, "\n%s built by heph (%s): heph prune --images removes those no container uses\n", plural(len(r.Images), "image"), megabytes(totalSize(r.Images)))
+}
+
+func writePsSessions(w io.Writer, r psReport) {
 	if len(r.Sessions) == 0 {
 		fmt.Fprintf(w, "no heph containers, networks or volumes on %s\n", r.Daemon)
 		return
@@ -228,19 +246,37 @@ func writePs(w io.Writer, r psReport) {
 
 // writePrune is heph prune's text output.
 func writePrune(w io.Writer, r pruneReport) {
-	switch {
-	case len(r.Sessions) == 0 && len(r.Errors) == 0:
-		fmt.Fprintf(w, "nothing to remove on %s\n", r.Daemon)
-		return
-	case len(r.Sessions) > 0:
-		writeTable(w, r.Sessions)
-		fmt.Fprintln(w)
-	}
 	verb := "removed"
 	if r.DryRun {
 		verb = "would remove (dry run, nothing removed)"
 	}
-	fmt.Fprintf(w, "%s: %s of %s on %s\n", verb, counts(r.Sessions), plural(len(r.Sessions), "session"), r.Daemon)
+	said := true
+	switch {
+	case len(r.Sessions) == 0 && len(r.Images) == 0 && len(r.Errors) == 0:
+		fmt.Fprintf(w, "nothing to remove on %s\n", r.Daemon)
+	case len(r.Sessions) > 0 || !r.images:
+		if len(r.Sessions) > 0 {
+			writeTable(w, r.Sessions)
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s: %s of %s on %s\n", verb, counts(r.Sessions), plural(len(r.Sessions), "session"), r.Daemon)
+	default:
+		said = false
+	}
+	if len(r.Images) > 0 {
+		if said {
+			fmt.Fprintln(w)
+		}
+		writeImages(w, r.Images)
+		fmt.Fprintf(w, "\n%s: %s built by heph (%s) on %s\n", verb, plural(len(r.Images), "image"), megabytes(totalSize(r.Images)), r.Daemon)
+	}
+	if len(r.KeptImages) > 0 {
+		names := make([]string, 0, len(r.KeptImages))
+		for _, v := range r.KeptImages {
+			names = append(names, imageName(v))
+		}
+		fmt.Fprintf(w, "kept %s a container uses: %s\n", plural(len(r.KeptImages), "image"), strings.Join(names, ", "))
+	}
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -274,7 +310,12 @@ func (e env) ps(args []string) int {
 		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
 		return exitFail
 	}
-	r := psReport{Daemon: ep.Host, Sessions: views(list, e.now(), thisHost())}
+	imgs, err := builtImages(ctx, api, e.now())
+	if err != nil {
+		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
+		return exitFail
+	}
+	r := psReport{Daemon: ep.Host, Sessions: views(list, e.now(), thisHost()), Images: imgs}
 	if *asJSON {
 		if err := writeJSON(e.stdout, r); err != nil {
 			return exitFail
@@ -291,10 +332,12 @@ type pruneSelection struct {
 	stale     bool
 	olderThan time.Duration
 	all       bool
+	images    bool // the images heph built that no container uses
 }
 
-func (p pruneSelection) empty() bool {
-	return len(p.sessions) == 0 && !p.stale && p.olderThan == 0 && !p.all
+// selectsSessions reports whether p selects sessions at all.
+func (p pruneSelection) selectsSessions() bool {
+	return len(p.sessions) > 0 || p.stale || p.olderThan > 0 || p.all
 }
 
 // selectSessions returns the sessions p selects, at time now. Every --session
@@ -345,14 +388,15 @@ func (e env) prune(args []string) int {
 	fs.BoolVar(&p.stale, "stale", false, "sessions whose process is gone (on this host)")
 	fs.Var(&older, "older-than", "sessions older than this (30m, 2h, 7d)")
 	fs.BoolVar(&p.all, "all", false, "every session")
+	fs.BoolVar(&p.images, "images", false, "the images heph built (heph.build) that no container uses")
 	dryRun := fs.Bool("dry-run", false, "say what would be removed, remove nothing")
 	asJSON := fs.Bool("json", false, "JSON output")
 	if status, ok := e.parse(fs, args); !ok {
 		return status
 	}
 	p.sessions, p.olderThan = ids, older.d
-	if p.empty() {
-		fmt.Fprintln(e.stderr, "heph prune: say what to remove: --stale, --older-than DURATION, --session ID, or --all")
+	if !p.selectsSessions() && !p.images {
+		fmt.Fprintln(e.stderr, "heph prune: say what to remove: --stale, --older-than DURATION, --session ID, --all, or --images")
 		return exitUsage
 	}
 
@@ -364,19 +408,63 @@ func (e env) prune(args []string) int {
 	defer api.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	now := e.now()
+	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Sessions: []sessionView{}, Images: []imageView{}, KeptImages: []imageView{}, Errors: []string{}, images: p.images}
+	if p.selectsSessions() {
+		if err := pruneSessions(ctx, api, p, now, &r); err != nil {
+			fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
+			return exitFail
+		}
+	}
+	if p.images {
+		imgs, err := builtImages(ctx, api, now)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
+			return exitFail
+		}
+		if *dryRun {
+			for _, v := range imgs {
+				if v.InUse {
+					r.KeptImages = append(r.KeptImages, v)
+				} else {
+					r.Images = append(r.Images, v)
+				}
+			}
+		} else {
+			removed, kept, err := removeImages(ctx, api, imgs)
+			r.Images, r.KeptImages = append(r.Images, removed...), append(r.KeptImages, kept...)
+			if err != nil {
+				r.Errors = append(r.Errors, err.Error())
+			}
+		}
+	}
+	status := exitOK
+	for _, msg := range r.Errors {
+		fmt.Fprintf(e.stderr, "heph prune: %s\n", msg)
+		status = exitFail
+	}
+	if *asJSON {
+		if err := writeJSON(e.stdout, r); err != nil {
+			return exitFail
+		}
+		return status
+	}
+	writePrune(e.stdout, r)
+	return status
+}
+
+// pruneSessions removes (or, in a dry run, lists) the sessions p selects
+// into r; it fails when the sessions cannot be listed or selected.
+func pruneSessions(ctx context.Context, api engine.API, p pruneSelection, now time.Time, r *pruneReport) error {
 	list, err := sessions.List(ctx, api)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
-		return exitFail
+		return err
 	}
-	now := e.now()
 	selected, err := selectSessions(list, p, now)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
-		return exitFail
+		return err
 	}
-	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Errors: []string{}}
-	if *dryRun {
+	if r.DryRun {
 		r.Sessions = views(selected, now, thisHost())
 	} else {
 		r.Sessions = []sessionView{}
@@ -410,17 +498,5 @@ func (e env) prune(args []string) int {
 			}
 		}
 	}
-	status := exitOK
-	for _, msg := range r.Errors {
-		fmt.Fprintf(e.stderr, "heph prune: %s\n", msg)
-		status = exitFail
-	}
-	if *asJSON {
-		if err := writeJSON(e.stdout, r); err != nil {
-			return exitFail
-		}
-		return status
-	}
-	writePrune(e.stdout, r)
-	return status
+	return nil
 }

@@ -618,7 +618,7 @@ func fromInspect(r container.InspectResponse) Container {
 
 // fromSummary maps an entry of a container list.
 func fromSummary(s container.Summary) Container {
-	out := Container{ID: s.ID, Image: s.Image, Status: string(s.State), Labels: s.Labels, Created: time.Unix(s.Created, 0)}
+	out := Container{ID: s.ID, Image: s.Image, ImageID: s.ImageID, Status: string(s.State), Labels: s.Labels, Created: time.Unix(s.Created, 0)}
 	if len(s.Names) > 0 {
 		out.Name = strings.TrimPrefix(s.Names[0], "/")
 	}

@@ -173,7 +173,7 @@ type ContainerSpec struct {
 // Container describes a container, from an inspect or a list.
 type Container struct {
 	ID, Name, Image string // Name without the leading "/"
-	ImageID         string // from inspect only
+	ImageID         string
 	// Status is Docker's state: created, running, paused, restarting,
 	// removing, exited, dead (or "" when unknown).
 	Status    string
