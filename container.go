@@ -29,6 +29,9 @@ func (o *Orchestrator) CreateContainer(ctx context.Context, cfg ContainerConfig)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if _, err := reaperOn(); err != nil {
+		return nil, err
+	}
 	if cfg.Service == "" {
 		cfg.Service = rules.ServiceFromImage(cfg.Image)
 	}

@@ -267,8 +267,10 @@ func (o *Orchestrator) pullShared(ctx context.Context, q imageRequest, ref, key 
 			if err := o.pull(ctx, q, ref, meter); err != nil {
 				return "", err
 			}
-			if img, err := o.api.ImageInspect(ctx, ref); err == nil {
-				o.records.Note(key, img.ID, time.Now())
+			if o.records.Dir != "" {
+				if img, err := o.api.ImageInspect(ctx, ref); err == nil {
+					o.records.Note(key, img.ID, time.Now())
+				}
 			}
 			return "", nil
 		},
@@ -291,7 +293,11 @@ func (o *Orchestrator) pull(ctx context.Context, q imageRequest, ref string, met
 		return nil
 	}
 	if ctx.Err() != nil {
-		err = fmt.Errorf("timed out after %s (pull timeout %s): %w", time.Since(start).Round(time.Millisecond), q.timeout, errors.Join(ctx.Err(), err))
+		cause := err
+		if !errors.Is(err, ctx.Err()) {
+			cause = errors.Join(ctx.Err(), err)
+		}
+		err = fmt.Errorf("timed out after %s (pull timeout %s): %w", time.Since(start).Round(time.Millisecond), q.timeout, cause)
 	}
 	var sentinel error
 	switch imagepull.Classify(err.Error()) {

@@ -48,7 +48,7 @@ func (o *Orchestrator) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*N
 		return nil, err
 	}
 	start := time.Now()
-	attempts := 0
+	attempts, exhausted := 0, false
 	var n *Network
 	err := retry.Poll(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Jitter: 0.3}, func(ctx context.Context) error {
 		attempts++
@@ -57,17 +57,31 @@ func (o *Orchestrator) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*N
 		}
 		var err error
 		n, err = o.createNetwork(ctx, cfg)
-		if err != nil && !errors.Is(err, ErrNetworkPoolExhausted) {
-			return retry.Permanent(err)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrNetworkPoolExhausted):
+			exhausted = true
+			return err
+		case exhausted && retry.Ending(ctx):
+			// Cut short while waiting for a pool: the pools are the reason.
+			return err
 		}
-		return err
+		return retry.Permanent(err)
 	})
-	if err != nil && errors.Is(err, ErrNetworkPoolExhausted) {
-		return nil, fmt.Errorf("%w\nheph waited %s (%d attempts) for another test to free a network, then gave up.\n"+
-			"Docker's default address pools hold about 30 bridge networks and all are in use. Run fewer tests at once (go test -parallel), "+
-			"remove stale networks (heph prune --stale, or docker network prune --filter label=heph.managed), "+
-			"or give the daemon more pools (default-address-pools in /etc/docker/daemon.json)",
-			err, time.Since(start).Round(time.Millisecond), attempts)
+	var stopped *retry.Stopped
+	if errors.As(err, &stopped) && errors.Is(err, ErrNetworkPoolExhausted) {
+		said := stopped.Last
+		var op *errs.OpError
+		if errors.As(said, &op) {
+			said = op.Err // the daemon's own words, without heph's prefix
+		}
+		return nil, errs.Op("create network", "", ErrNetworkPoolExhausted, fmt.Errorf(
+			"the daemon's address pools stayed exhausted: waited %s (%d attempts) for another test to free a network, then gave up: %w; the daemon said: %w\n"+
+				"Docker's default address pools hold about 30 bridge networks and all are in use. Run fewer tests at once (go test -parallel), "+
+				"remove stale networks (heph prune --stale, or docker network prune --filter label=heph.managed), "+
+				"or give the daemon more pools (default-address-pools in /etc/docker/daemon.json)",
+			time.Since(start).Round(time.Millisecond), attempts, stopped.Ctx, said))
 	}
 	return n, err
 }

@@ -35,7 +35,7 @@ type OpError struct {
 }
 
 // Error returns "heph: <op> "<subject>": <cause>", with one "heph: " prefix
-// however deep the cause's own errors nest.
+// however deep the cause's own errors nest (see Strip).
 func (e *OpError) Error() string {
 	cause := Strip(e.Err.Error())
 	if e.Subject == "" {
@@ -66,17 +66,30 @@ type InvalidError struct {
 	What   string // a field ("Env key"), an option ("WithEnv"), a variable
 	Value  string // already quoted or formatted
 	Reason string
+	// Err, when set, is the error that says why (a strategy's own
+	// validation error): it is printed after the reason and matches with
+	// errors.Is.
+	Err error
 }
 
 func (e *InvalidError) Error() string {
-	if e.Value == "" {
-		return fmt.Sprintf("%s: %s: %s", InvalidConfig.Error(), e.What, e.Reason)
+	why := e.Reason
+	if e.Err != nil {
+		why = strings.TrimPrefix(why+": ", ": ") + e.Err.Error()
 	}
-	return fmt.Sprintf("%s: %s %s: %s", InvalidConfig.Error(), e.What, e.Value, e.Reason)
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %s: %s", InvalidConfig.Error(), e.What, why)
+	}
+	return fmt.Sprintf("%s: %s %s: %s", InvalidConfig.Error(), e.What, e.Value, why)
 }
 
-// Unwrap returns InvalidConfig.
-func (e *InvalidError) Unwrap() error { return InvalidConfig }
+// Unwrap returns InvalidConfig and, when set, Err.
+func (e *InvalidError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{InvalidConfig}
+	}
+	return []error{InvalidConfig, e.Err}
+}
 
 // Invalid refuses value of field (or option, or variable) for reason. A
 // string value is quoted; a value that looks secret should be redacted by
@@ -98,14 +111,25 @@ func Quote(v any) string {
 	return fmt.Sprintf("%v", v)
 }
 
-// Strip removes the leading "heph: " of a message (repeated ones too), so a
-// wrapped cause does not stutter.
+// Strip removes the leading "heph: " of a message (repeated ones too), and
+// every "heph: " that starts a part of it after ": " — a heph error that
+// was wrapped with fmt.Errorf("…: %w") on its way up — so a wrapped cause
+// does not stutter. Lines after the first (errors.Join) keep theirs: each
+// is a message of its own.
 func Strip(msg string) string {
+	first, rest, joined := strings.Cut(msg, "\n")
 	for {
-		rest, ok := strings.CutPrefix(msg, "heph: ")
+		f, ok := strings.CutPrefix(first, "heph: ")
 		if !ok {
-			return msg
+			break
 		}
-		msg = rest
+		first = f
 	}
+	for strings.Contains(first, ": heph: ") {
+		first = strings.ReplaceAll(first, ": heph: ", ": ")
+	}
+	if joined {
+		return first + "\n" + rest
+	}
+	return first
 }
