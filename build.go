@@ -4,21 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
-	"time"
 
-	"github.com/heph-go/heph/internal/archive"
-	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/errs"
 	"github.com/heph-go/heph/internal/imagebuild"
 	"github.com/heph-go/heph/internal/imagepull"
-	"github.com/heph-go/heph/internal/labels"
-	"github.com/heph-go/heph/internal/rules"
 )
 
 // Build qualifies an image build from a Dockerfile (FromDockerfile,
@@ -56,34 +49,7 @@ type goSource struct {
 
 // check returns every problem of b with contextDir, each naming the field.
 func (b Build) check(contextDir string) error {
-	var problems []error
-	bad := func(field string, value any, reason string) {
-		problems = append(problems, invalid(field, value, reason))
-	}
-	if st, err := os.Stat(contextDir); err != nil {
-		bad("contextDir", contextDir, err.Error())
-	} else if !st.IsDir() {
-		bad("contextDir", contextDir, "is not a directory")
-	} else if _, err := imagebuild.CheckDockerfile(contextDir, b.dockerfile()); err != nil {
-		bad("Build.Dockerfile", b.dockerfile(), err.Error())
-	}
-	if b.Name != "" && imagebuild.Name(b.Name) != b.Name {
-		bad("Build.Name", b.Name, "use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit")
-	}
-	for _, k := range sortedKeys(b.Args) {
-		if k == "" || strings.ContainsAny(k, "=\x00 ") {
-			bad("Build.Args key", k, "is empty or holds '=', a space or NUL")
-		}
-	}
-	if strings.TrimSpace(b.Target) != b.Target {
-		bad("Build.Target", b.Target, "has surrounding spaces")
-	}
-	for _, k := range sortedKeys(b.Labels) {
-		if err := errors.Join(rules.LabelKey(k), rules.LabelValue(b.Labels[k])); err != nil {
-			bad("Build.Labels key", k, err.Error())
-		}
-	}
-	return errors.Join(problems...)
+	return imagebuild.Check(contextDir, b.Name, b.dockerfile(), b.Args, b.Target, b.Labels)
 }
 
 func (b Build) dockerfile() string {
@@ -113,8 +79,7 @@ func FromDockerfile(contextDir string, b Build) ContainerRequest {
 	b.Args, b.Labels = maps.Clone(b.Args), maps.Clone(b.Labels)
 	name := b.Name
 	if name == "" {
-		abs, _ := filepath.Abs(contextDir)
-		name = imagebuild.Name(filepath.Base(abs))
+		name = imagebuild.DirName(contextDir)
 	}
 	r := NewContainer("heph-build/" + name)
 	r.build = &buildSource{dir: contextDir, b: b}
@@ -175,68 +140,34 @@ func (o *Orchestrator) BuildImage(ctx context.Context, contextDir string, b Buil
 
 // buildImage builds (or finds) the image of a checked Build.
 func (o *Orchestrator) buildImage(ctx context.Context, dir string, b Build, q imageRequest) (string, error) {
-	dockerfile, err := imagebuild.CheckDockerfile(dir, b.dockerfile())
-	if err != nil {
-		return "", invalid("Build.Dockerfile", b.dockerfile(), err.Error())
-	}
-	ctxHash, err := imagebuild.ContextHash(dir, b.dockerfile())
+	tag, hash, err := imagebuild.DockerTag(dir, b.Name, b.dockerfile(), b.Args, b.Target, b.Labels, q.platform)
 	if err != nil {
 		return "", wrap("build image", dir, fmt.Errorf("read the build context: %w", err), nil)
 	}
-	hash := imagebuild.Hash("heph build v1", ctxHash, b.dockerfile(), imagebuild.SortedPairs(b.Args), b.Target, imagebuild.SortedPairs(b.Labels), q.platform)
-	name := b.Name
-	if name == "" {
-		abs, _ := filepath.Abs(dir)
-		name = imagebuild.Name(filepath.Base(abs))
-	}
-	tag := "heph-build/" + name + ":" + hash[:12]
-	fresh := (b.NoCache || b.Pull) && !o.builtOnce(tag)
-	if !fresh {
+	_, built := o.built.Load(tag)
+	if !(b.NoCache || b.Pull) || built {
 		if _, err := o.api.ImageInspect(ctx, tag); err == nil {
 			return tag, nil
 		}
 	}
-	var step atomic.Pointer[string]
-	empty := ""
-	step.Store(&empty)
-	return o.shared(ctx, sharedJob{
-		key: "build " + tag, op: "build image", subject: tag,
-		doing: "building " + tag, finished: "built " + tag, status: func() string { return *step.Load() },
-		timeout: q.timeout, progress: q.progress,
-		work: func(ctx context.Context, rep *imagepull.Reporter) (string, error) {
-			auth, err := o.buildAuth(ctx, dockerfile, b.Args)
+	status := &imagebuild.Status{}
+	return o.jobs.Do(ctx, imagepull.Job{
+		Key: "build " + tag, Op: "build image", Subject: tag,
+		Doing: "building " + tag, Finished: "built " + tag, Status: status.String,
+		Timeout: q.timeout, Progress: q.progress,
+		Work: func(ctx context.Context, rep *imagepull.Reporter) (string, error) {
+			var echo func(string)
+			if q.echo {
+				echo = func(line string) { rep.Say("[build] " + line) }
+			}
+			err := imagebuild.Docker(ctx, o.api, o.creds, imagebuild.DockerSpec{
+				Dir: dir, Dockerfile: b.dockerfile(), Tag: tag, Hash: hash, Args: b.Args, Target: b.Target, Labels: b.Labels,
+				NoCache: b.NoCache, Pull: b.Pull, Platform: q.platform,
+			}, status, echo)
 			if err != nil {
-				return "", errs.Op("build image", tag, ErrInvalidConfig, err)
+				return "", err
 			}
-			abs, _ := filepath.Abs(dir)
-			l := maps.Clone(b.Labels)
-			if l == nil {
-				l = map[string]string{}
-			}
-			l[labels.Build], l[labels.BuildSource] = hash, abs
-			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(archive.BuildContext(pw, dir, b.dockerfile())) }()
-			defer pr.Close()
-			tail := &lastLines{n: 20}
-			err = o.api.ImageBuild(ctx, pr, engine.BuildOptions{
-				Tags: []string{tag}, Dockerfile: filepath.ToSlash(b.dockerfile()), BuildArgs: b.Args, Target: b.Target,
-				Labels: l, NoCache: b.NoCache, PullParent: b.Pull, Platform: q.platform, Auth: auth,
-			}, func(line string) {
-				tail.add(line)
-				if strings.HasPrefix(line, "Step ") {
-					step.Store(&line)
-				}
-				if q.echo {
-					rep.Say("[build] " + line)
-				}
-			})
-			if err != nil {
-				if len(tail.lines) > 0 {
-					err = fmt.Errorf("%w\nlast build output:\n  %s", err, tail)
-				}
-				return "", wrap("build image", tag, err, nil)
-			}
-			o.markBuilt(tag)
+			o.built.Store(tag, true)
 			return tag, nil
 		},
 	})
@@ -246,69 +177,14 @@ func (o *Orchestrator) buildImage(ctx context.Context, dir string, b Build, q im
 // the same binary exists already.
 func (o *Orchestrator) goImage(ctx context.Context, src goSource, q imageRequest) (string, error) {
 	const op = "build the image of Go package"
-	platform := q.platform
-	if platform == "" {
-		v, err := o.api.Version(ctx)
-		if err != nil {
-			return "", wrap(op, src.pkg, fmt.Errorf("ask the daemon its platform: %w", err), nil)
-		}
-		platform = v.OS + "/" + v.Arch
-	}
-	p, err := imagebuild.ParsePlatform(platform)
-	if err != nil {
-		return "", invalid("platform", platform, err.Error())
-	}
-	var phase atomic.Pointer[string]
-	compiling := "compiling for " + platform
-	phase.Store(&compiling)
-	return o.shared(ctx, sharedJob{
-		key: "go " + src.dir + " " + src.pkg + " " + platform, op: op, subject: src.pkg,
-		doing: "building the image of Go package " + src.pkg, finished: "built the image of Go package " + src.pkg, status: func() string { return *phase.Load() },
-		timeout: q.timeout, progress: q.progress,
-		work: func(ctx context.Context, _ *imagepull.Reporter) (string, error) {
-			tmp, err := os.MkdirTemp("", "heph-go-")
-			if err != nil {
-				return "", err
-			}
-			defer os.RemoveAll(tmp)
-			name := imagebuild.BinaryName(src.dir, src.pkg)
-			bin := filepath.Join(tmp, name)
-			if err := imagebuild.GoBuild(ctx, src.dir, src.pkg, p, bin); err != nil {
-				return "", errs.Op(op, src.pkg, nil, err)
-			}
-			ca, _ := imagebuild.HostCABundle()
-			g := imagebuild.GoImage{Binary: bin, Name: name, CABundle: ca, Platform: p, Labels: map[string]string{labels.BuildSource: src.pkg}}
-			key, err := g.Key()
-			if err != nil {
-				return "", errs.Op(op, src.pkg, nil, err)
-			}
-			tag := "heph-build/" + name + ":" + key[:12]
-			if _, err := o.api.ImageInspect(ctx, tag); err == nil {
-				return tag, nil
-			}
-			loading := "loading " + tag
-			phase.Store(&loading)
-			g.Labels[labels.Build] = key
-			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(g.Write(pw, tag, time.Now())) }()
-			defer pr.Close()
-			if err := o.api.ImageLoad(ctx, pr); err != nil {
-				return "", wrap("load image", tag, err, nil)
-			}
-			return tag, nil
+	status := &imagebuild.Status{}
+	return o.jobs.Do(ctx, imagepull.Job{
+		Key: "go " + src.dir + " " + src.pkg + " " + q.platform, Op: op, Subject: src.pkg,
+		Doing: "building the image of Go package " + src.pkg, Finished: "built the image of Go package " + src.pkg, Status: status.String,
+		Timeout: q.timeout, Progress: q.progress,
+		Work: func(ctx context.Context, _ *imagepull.Reporter) (string, error) {
+			tag, err := imagebuild.LoadGo(ctx, o.api, src.dir, src.pkg, q.platform, status)
+			return tag, errs.Op(op, src.pkg, nil, err)
 		},
 	})
-}
-
-// builtOnce reports whether o built tag already.
-func (o *Orchestrator) builtOnce(tag string) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.built[tag]
-}
-
-func (o *Orchestrator) markBuilt(tag string) {
-	o.mu.Lock()
-	o.built[tag] = true
-	o.mu.Unlock()
 }

@@ -5,14 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/heph-go/heph/internal/engine"
-	"github.com/heph-go/heph/internal/errs"
-	"github.com/heph-go/heph/internal/imagebuild"
 	"github.com/heph-go/heph/internal/imagepull"
-	"github.com/heph-go/heph/internal/registryauth"
 	"github.com/heph-go/heph/internal/rules"
 )
 
@@ -22,7 +18,7 @@ const (
 	// and ContainerConfig that sets none: "missing" (the default: pull only
 	// an image that is not present), "always", or "older-than=<duration>"
 	// ("older-than=24h"). Any other value is refused with ErrInvalidConfig.
-	EnvPullPolicy = "HEPH_PULL_POLICY"
+	EnvPullPolicy = imagepull.EnvPolicyName
 	// EnvRegistryMirror is HEPH_REGISTRY_MIRROR, host[:port][/path] of a
 	// registry that mirrors Docker Hub: every Docker Hub image is pulled and
 	// run from there instead ("postgres:16" becomes
@@ -30,7 +26,7 @@ const (
 	// other registries, and the FROM lines of Dockerfile builds, are left as
 	// they are. A malformed value (a scheme, no host) is refused with
 	// ErrInvalidConfig.
-	EnvRegistryMirror = "HEPH_REGISTRY_MIRROR"
+	EnvRegistryMirror = imagepull.EnvMirrorName
 )
 
 // PullPolicy says when an image that is present locally is pulled again. An
@@ -66,15 +62,6 @@ func (p PullPolicy) check() error {
 	return nil
 }
 
-// describe names the image for messages: "postgres:16", or "postgres:16
-// (as mirror.corp/library/postgres:16)" when it was substituted.
-func describe(asked, ref string) string {
-	if asked == ref || asked == "" {
-		return ref
-	}
-	return asked + " (as " + ref + ")"
-}
-
 // imageRequest is what starting a container needs of its image.
 type imageRequest struct {
 	asked      string              // the image as given
@@ -100,45 +87,16 @@ func (o *Orchestrator) provide(ctx context.Context, q imageRequest) (string, err
 	case q.goPackage != nil:
 		return o.goImage(ctx, *q.goPackage, q)
 	}
-	ref, err := substitute(q.asked, q.substitute)
+	ref, err := imagepull.Substitute(q.asked, q.substitute, os.Getenv(EnvRegistryMirror))
 	if err != nil {
 		return "", err
 	}
 	if q.policy == (PullPolicy{}) {
-		if q.policy, err = envPullPolicy(); err != nil {
+		if q.policy.Always, q.policy.OlderThan, err = imagepull.EnvPolicy(os.Getenv(EnvPullPolicy)); err != nil {
 			return "", err
 		}
 	}
 	return ref, o.ensureImage(ctx, q, ref)
-}
-
-// substitute applies the hook, then HEPH_REGISTRY_MIRROR, to image.
-func substitute(image string, hook func(string) string) (string, error) {
-	ref := image
-	if hook != nil {
-		ref = hook(image)
-		if err := rules.Image(ref); err != nil {
-			return "", invalid("WithImageSubstitution", ref, fmt.Sprintf("(returned for %q) %v", image, err))
-		}
-	}
-	m := os.Getenv(EnvRegistryMirror)
-	if m == "" {
-		return ref, nil
-	}
-	if err := imagepull.CheckMirror(m); err != nil {
-		return "", invalid(EnvRegistryMirror, m, err.Error())
-	}
-	return imagepull.Mirror(ref, m), nil
-}
-
-// envPullPolicy reads HEPH_PULL_POLICY.
-func envPullPolicy() (PullPolicy, error) {
-	v := os.Getenv(EnvPullPolicy)
-	always, age, err := imagepull.ParsePolicy(v)
-	if err != nil {
-		return PullPolicy{}, invalid(EnvPullPolicy, v, err.Error())
-	}
-	return PullPolicy{Always: always, OlderThan: age}, nil
 }
 
 // ensureImage pulls ref when it is missing (or of another platform than
@@ -146,9 +104,9 @@ func envPullPolicy() (PullPolicy, error) {
 func (o *Orchestrator) ensureImage(ctx context.Context, q imageRequest, ref string) error {
 	local, err := o.api.ImageInspect(ctx, ref)
 	if err != nil && !errors.Is(err, engine.ErrNotFound) {
-		return wrap("inspect image", describe(q.asked, ref), err, nil)
+		return wrap("inspect image", imagepull.Subject(q.asked, ref), err, nil)
 	}
-	present := err == nil && samePlatform(local, q.platform)
+	present := err == nil && imagepull.SamePlatform(local, q.platform)
 	key := o.endpoint.Host + " " + ref + " " + q.platform
 	switch {
 	case !present, q.policy.Always:
@@ -157,16 +115,6 @@ func (o *Orchestrator) ensureImage(ctx context.Context, q imageRequest, ref stri
 		return nil
 	}
 	return o.pullShared(ctx, q, ref, key)
-}
-
-// samePlatform reports whether a local image is of platform p ("" matches
-// any).
-func samePlatform(img engine.Image, p string) bool {
-	want, err := imagebuild.ParsePlatform(p)
-	if p == "" || err != nil {
-		return true
-	}
-	return want.OS == img.OS && want.Arch == img.Arch && (want.Variant == "" || want.Variant == img.Variant)
 }
 
 // PullImage pulls an image from its registry, as given (no substitution),
@@ -195,76 +143,17 @@ func (o *Orchestrator) PullImage(ctx context.Context, image string, timeout time
 	return o.pullShared(ctx, imageRequest{asked: image, timeout: timeout}, image, o.endpoint.Host+" "+image+" ")
 }
 
-// sharedCall is one pull or build shared by every caller that needs its
-// image while it runs.
-type sharedCall struct {
-	done   chan struct{}
-	result string
-	err    error
-	rep    *imagepull.Reporter
-}
-
-// sharedJob is a pull or build for shared.
-type sharedJob struct {
-	key         string // what makes two jobs the same
-	op, subject string // for the error of a caller who gives up
-	// doing and finished are what the reports say ("pulling x", "pulled
-	// x"), with status's words.
-	doing, finished string
-	status          func() string
-	timeout         time.Duration
-	progress        func(string) // this caller's listener; may be nil
-	work            func(ctx context.Context, rep *imagepull.Reporter) (string, error)
-}
-
-// shared runs j.work once for all concurrent callers with the same key,
-// detached from the first caller's cancellation and bounded by j.timeout,
-// and returns its result. While a caller waits, its progress hears the
-// job's reports: every few seconds once it has taken a couple, and at its
-// end when it was reported on. A caller whose ctx ends gets ctx's error at
-// once; the job goes on for the others.
-func (o *Orchestrator) shared(ctx context.Context, j sharedJob) (string, error) {
-	o.mu.Lock()
-	call, running := o.pulls[j.key]
-	if !running {
-		call = &sharedCall{done: make(chan struct{}), rep: imagepull.StartReporter(j.doing, j.status)}
-		o.pulls[j.key] = call
-		go func() {
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.timeout)
-			defer cancel()
-			call.result, call.err = j.work(wctx, call.rep)
-			finished := j.finished
-			if call.err != nil {
-				finished = "" // the error says what happened
-			}
-			call.rep.Stop(finished)
-			o.mu.Lock()
-			delete(o.pulls, j.key)
-			o.mu.Unlock()
-			close(call.done)
-		}()
-	}
-	unlisten := call.rep.Listen(j.progress)
-	o.mu.Unlock()
-	defer unlisten()
-	select {
-	case <-call.done:
-		return call.result, call.err
-	case <-ctx.Done():
-		return "", wrap(j.op, j.subject, ctx.Err(), nil)
-	}
-}
-
 // pullShared pulls ref (shared with concurrent callers) and records when.
 func (o *Orchestrator) pullShared(ctx context.Context, q imageRequest, ref, key string) error {
-	subject := describe(q.asked, ref)
+	subject := imagepull.Subject(q.asked, ref)
 	meter := &imagepull.Meter{}
-	_, err := o.shared(ctx, sharedJob{
-		key: "pull " + key, op: "pull image", subject: subject,
-		doing: "pulling " + subject, finished: "pulled " + subject, status: meter.String,
-		timeout: q.timeout, progress: q.progress,
-		work: func(ctx context.Context, _ *imagepull.Reporter) (string, error) {
-			if err := o.pull(ctx, q, ref, meter); err != nil {
+	_, err := o.jobs.Do(ctx, imagepull.Job{
+		Key: "pull " + key, Op: "pull image", Subject: subject,
+		Doing: "pulling " + subject, Finished: "pulled " + subject, Status: meter.String,
+		Timeout: q.timeout, Progress: q.progress,
+		Work: func(ctx context.Context, _ *imagepull.Reporter) (string, error) {
+			req := imagepull.Request{Ref: ref, Subject: subject, Platform: q.platform, Timeout: q.timeout}
+			if err := imagepull.Pull(ctx, o.api, o.creds, req, meter); err != nil {
 				return "", err
 			}
 			if o.records.Dir != "" {
@@ -277,95 +166,3 @@ func (o *Orchestrator) pullShared(ctx context.Context, q imageRequest, ref, key 
 	})
 	return err
 }
-
-// pull pulls ref once, with its registry's credentials, and explains a
-// failure: which registry, whether credentials were sent and from where.
-func (o *Orchestrator) pull(ctx context.Context, q imageRequest, ref string, meter *imagepull.Meter) error {
-	subject := describe(q.asked, ref)
-	start := time.Now()
-	registry, _ := registryauth.Registry(ref) // ref is valid
-	creds, err := o.creds.Lookup(ctx, registry)
-	if err != nil {
-		return errs.Op("pull image", subject, ErrInvalidConfig, fmt.Errorf("the credentials for registry %s: %w", registry, err))
-	}
-	err = o.api.ImagePull(ctx, ref, engine.PullOptions{Auth: engineAuth(creds.Creds), Platform: q.platform}, meter.Add)
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil {
-		cause := err
-		if !errors.Is(err, ctx.Err()) {
-			cause = errors.Join(ctx.Err(), err)
-		}
-		err = fmt.Errorf("timed out after %s (pull timeout %s): %w", time.Since(start).Round(time.Millisecond), q.timeout, cause)
-	}
-	var sentinel error
-	switch imagepull.Classify(err.Error()) {
-	case imagepull.Rejected:
-		sentinel = ErrRegistryAuth
-		if creds.Creds != nil {
-			err = fmt.Errorf("registry %s rejected the %s: %w; check them, or log in again (docker login %s)", registry, creds.Describe(), err, registry)
-		} else {
-			err = fmt.Errorf("registry %s rejected a pull with %s: %w; log in (docker login %s) or set DOCKER_AUTH_CONFIG", registry, creds.Describe(), err, registry)
-		}
-	case imagepull.Missing:
-		sentinel = ErrImageNotFound
-		err = fmt.Errorf("%w (registry %s, %s)", err, registry, creds.Describe())
-	default:
-		if errors.Is(err, engine.ErrNotFound) {
-			sentinel = ErrImageNotFound
-		}
-		err = fmt.Errorf("%w (registry %s, %s)", err, registry, creds.Describe())
-	}
-	if errors.Is(err, engine.ErrUnavailable) {
-		sentinel = ErrDockerUnavailable
-	}
-	return errs.Op("pull image", subject, sentinel, err)
-}
-
-// engineAuth turns credentials into the seam's (nil stays nil).
-func engineAuth(c *registryauth.Credentials) *engine.AuthConfig {
-	if c == nil {
-		return nil
-	}
-	return &engine.AuthConfig{Username: c.Username, Password: c.Password, IdentityToken: c.IdentityToken, RegistryToken: c.RegistryToken, ServerAddress: c.ServerAddress}
-}
-
-// buildAuth returns the credentials of the registries a Dockerfile's FROM
-// lines pull from, by config key, as the daemon wants them for a build.
-func (o *Orchestrator) buildAuth(ctx context.Context, dockerfile []byte, args map[string]string) (map[string]engine.AuthConfig, error) {
-	auths := map[string]engine.AuthConfig{}
-	for _, base := range imagebuild.BaseImages(dockerfile, args) {
-		registry, err := registryauth.Registry(base)
-		if err != nil {
-			continue // the daemon will say what is wrong with it
-		}
-		key := registryauth.Key(registry)
-		if _, done := auths[key]; done {
-			continue
-		}
-		res, err := o.creds.Lookup(ctx, registry)
-		if err != nil {
-			return nil, fmt.Errorf("the credentials for registry %s (FROM %s): %w", registry, base, err)
-		}
-		if a := engineAuth(res.Creds); a != nil {
-			auths[key] = *a
-		}
-	}
-	return auths, nil
-}
-
-// lastLines keeps the last n lines it is given.
-type lastLines struct {
-	n     int
-	lines []string
-}
-
-func (l *lastLines) add(line string) {
-	l.lines = append(l.lines, line)
-	if len(l.lines) > l.n {
-		l.lines = l.lines[len(l.lines)-l.n:]
-	}
-}
-
-func (l *lastLines) String() string { return strings.Join(l.lines, "\n  ") }

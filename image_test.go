@@ -102,9 +102,7 @@ func TestConcurrentPullsShareOneDaemonPull(t *testing.T) {
 	}
 	require.Equal(t, 1, f.CallCount("ImagePull"), "one daemon pull for all")
 
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	require.Empty(t, o.pulls, "the finished pull is forgotten: the next one pulls again")
+	require.Zero(t, o.jobs.Running(), "the finished pull is forgotten: the next one pulls again")
 }
 
 func TestACallerGivingUpDoesNotStopTheSharedPull(t *testing.T) {

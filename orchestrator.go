@@ -102,12 +102,12 @@ type Orchestrator struct {
 
 	creds   registryauth.Env  // where registry credentials are found
 	records imagepull.Records // when images were last pulled
+	jobs    imagepull.Group   // the pulls and builds under way
+	built   sync.Map          // tags of images this Orchestrator built (not found)
 
 	mu         sync.Mutex
 	containers map[string]string // container ID → name
 	networks   map[string]string // network ID → name
-	pulls      map[string]*sharedCall
-	built      map[string]bool // tags of images built (not found) by this Orchestrator
 }
 
 // Daemon says how to reach a Docker daemon, as the docker CLI's environment
@@ -222,8 +222,6 @@ func newOrchestrator(api engine.API, ep engine.Endpoint, ws *watchdog.Set) *Orch
 		},
 		containers: map[string]string{},
 		networks:   map[string]string{},
-		pulls:      map[string]*sharedCall{},
-		built:      map[string]bool{},
 		records:    imagepull.DefaultRecords(),
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -22,6 +23,11 @@ import (
 	"strings"
 
 	"github.com/heph-go/heph/internal/archive"
+	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/errs"
+	"github.com/heph-go/heph/internal/imagepull"
+	"github.com/heph-go/heph/internal/registryauth"
+	"github.com/heph-go/heph/internal/rules"
 )
 
 // Name makes the repository part of heph-build/<name>: lower-case letters,
@@ -193,16 +199,80 @@ func CheckDockerfile(contextDir, rel string) ([]byte, error) {
 	return os.ReadFile(p)
 }
 
-// SortedPairs renders a map as "k=v" lines in key order, for hashing.
-func SortedPairs(m map[string]string) string {
+// Check returns every problem of a build's options (package heph's Build)
+// with contextDir, each errs.InvalidConfig naming the field ("Build.Args
+// key"), before any Docker call.
+func Check(contextDir, name, dockerfile string, args map[string]string, target string, labels map[string]string) error {
+	var problems []error
+	bad := func(field string, value any, reason string) {
+		problems = append(problems, errs.Invalid(field, value, reason))
+	}
+	if st, err := os.Stat(contextDir); err != nil {
+		bad("contextDir", contextDir, err.Error())
+	} else if !st.IsDir() {
+		bad("contextDir", contextDir, "is not a directory")
+	} else if _, err := CheckDockerfile(contextDir, dockerfile); err != nil {
+		bad("Build.Dockerfile", dockerfile, err.Error())
+	}
+	if name != "" && Name(name) != name {
+		bad("Build.Name", name, "use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit")
+	}
+	for _, k := range sortedKeys(args) {
+		if k == "" || strings.ContainsAny(k, "=\x00 ") {
+			bad("Build.Args key", k, "is empty or holds '=', a space or NUL")
+		}
+	}
+	if strings.TrimSpace(target) != target {
+		bad("Build.Target", target, "has surrounding spaces")
+	}
+	for _, k := range sortedKeys(labels) {
+		if err := errors.Join(rules.LabelKey(k), rules.LabelValue(labels[k])); err != nil {
+			bad("Build.Labels key", k, err.Error())
+		}
+	}
+	return errors.Join(problems...)
+}
+
+func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	return keys
+}
+
+// SortedPairs renders a map as "k=v" lines in key order, for hashing.
+func SortedPairs(m map[string]string) string {
 	var b strings.Builder
-	for _, k := range keys {
+	for _, k := range sortedKeys(m) {
 		fmt.Fprintf(&b, "%q=%q\n", k, m[k])
 	}
 	return b.String()
+}
+
+// Auth returns the credentials of the registries the Dockerfile's FROM
+// lines pull from (see BaseImages), by config key, as the daemon wants them
+// for a build. It fails when a lookup fails (a malformed config, a failing
+// helper); a registry without credentials is left out.
+func Auth(ctx context.Context, creds registryauth.Env, dockerfile []byte, args map[string]string) (map[string]engine.AuthConfig, error) {
+	auths := map[string]engine.AuthConfig{}
+	for _, base := range BaseImages(dockerfile, args) {
+		registry, err := registryauth.Registry(base)
+		if err != nil {
+			continue // the daemon will say what is wrong with it
+		}
+		key := registryauth.Key(registry)
+		if _, done := auths[key]; done {
+			continue
+		}
+		res, err := creds.Lookup(ctx, registry)
+		if err != nil {
+			return nil, fmt.Errorf("the credentials for registry %s (FROM %s): %w", registry, base, err)
+		}
+		if a := imagepull.EngineAuth(res.Creds); a != nil {
+			auths[key] = *a
+		}
+	}
+	return auths, nil
 }

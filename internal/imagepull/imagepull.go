@@ -19,8 +19,49 @@ import (
 
 	"github.com/distribution/reference"
 
+	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/errs"
 	"github.com/heph-go/heph/internal/registryauth"
+	"github.com/heph-go/heph/internal/rules"
 )
+
+// The environment variables package heph documents (EnvPullPolicy,
+// EnvRegistryMirror).
+const (
+	EnvPolicyName = "HEPH_PULL_POLICY"
+	EnvMirrorName = "HEPH_REGISTRY_MIRROR"
+)
+
+// EnvPolicy reads HEPH_PULL_POLICY's value v (ParsePolicy); a bad one is
+// errs.InvalidConfig naming the variable.
+func EnvPolicy(v string) (always bool, olderThan time.Duration, err error) {
+	always, olderThan, err = ParsePolicy(v)
+	if err != nil {
+		return false, 0, errs.Invalid(EnvPolicyName, v, err.Error())
+	}
+	return always, olderThan, nil
+}
+
+// Substitute applies hook (WithImageSubstitution; may be nil), then the
+// mirror rule of HEPH_REGISTRY_MIRROR's value mirror ("" for none), to
+// image. A reference hook returns that is not valid, or a bad mirror, is
+// errs.InvalidConfig naming the option or the variable.
+func Substitute(image string, hook func(string) string, mirror string) (string, error) {
+	ref := image
+	if hook != nil {
+		ref = hook(image)
+		if err := rules.Image(ref); err != nil {
+			return "", errs.Invalid("WithImageSubstitution", ref, fmt.Sprintf("(returned for %q) %v", image, err))
+		}
+	}
+	if mirror == "" {
+		return ref, nil
+	}
+	if err := CheckMirror(mirror); err != nil {
+		return "", errs.Invalid(EnvMirrorName, mirror, err.Error())
+	}
+	return Mirror(ref, mirror), nil
+}
 
 // PolicyWords lists the values ParsePolicy accepts, for messages.
 const PolicyWords = "missing, always or older-than=<duration> (older-than=24h)"
@@ -190,4 +231,24 @@ func (r Records) Note(key, imageID string, t time.Time) {
 	if errors.Join(werr, f.Close()) != nil || os.Rename(f.Name(), r.path(key)) != nil {
 		_ = os.Remove(f.Name())
 	}
+}
+
+// Subject names an image for messages: "postgres:16", or "postgres:16 (as
+// mirror.corp/library/postgres:16)" when asked was substituted by ref.
+func Subject(asked, ref string) string {
+	if asked == ref || asked == "" {
+		return ref
+	}
+	return asked + " (as " + ref + ")"
+}
+
+// SamePlatform reports whether a local image is of platform p,
+// "os/arch[/variant]" ("" matches any; a variant not asked for is not
+// compared).
+func SamePlatform(img engine.Image, p string) bool {
+	if p == "" {
+		return true
+	}
+	want := strings.Split(p, "/")
+	return len(want) >= 2 && want[0] == img.OS && want[1] == img.Arch && (len(want) < 3 || want[2] == img.Variant)
 }
