@@ -118,8 +118,10 @@ func (o *Orchestrator) ensureImage(ctx context.Context, q imageRequest, ref stri
 }
 
 // PullImage pulls an image from its registry, as given (no substitution),
-// with the credentials the docker CLI would use for its registry (see
-// package doc, "Images"), reading the daemon's progress to its end, bounded
+// with the credentials the docker CLI would use for its registry —
+// DOCKER_AUTH_CONFIG first, then the config file ($DOCKER_CONFIG or
+// ~/.docker): its credHelpers, credsStore, auths — reading the daemon's
+// progress to its end, bounded
 // by timeout (DefaultPullTimeout when zero). Concurrent pulls of one image
 // share a single daemon pull, which survives the cancellation of one
 // caller's context so the others still get it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -415,4 +416,63 @@ func TestFromGoPackageLoadsOnceAndReusesTheImage(t *testing.T) {
 	require.Error(t, err)
 	require.ErrorContains(t, err, `build the image of Go package "./testdata/does-not-exist": go build ./testdata/does-not-exist for linux/arm64: exit status 1`)
 	require.ErrorContains(t, FromGoPackage("-race").check(), `FromGoPackage("-race"): is not a Go package path`)
+}
+
+func TestBuildOutputToTheLogWhenAsked(t *testing.T) {
+	f := enginetest.NewFake()
+	f.AddImage("unrelated:1", engine.Image{})
+	o := imagesOrchestrator(t, f, nil)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM scratch\n"})
+	var mu sync.Mutex
+	var lines []string
+	collect := func(s string) {
+		mu.Lock()
+		lines = append(lines, s)
+		mu.Unlock()
+	}
+	for _, echo := range []bool{false, true} {
+		lines = nil
+		b := Build{Labels: map[string]string{"echo": fmt.Sprint(echo)}} // another image each time
+		_, err := o.provide(context.Background(), imageRequest{build: &buildSource{dir: dir, b: b}, progress: collect, echo: echo})
+		require.NoError(t, err)
+		mu.Lock()
+		if echo {
+			require.Equal(t, []string{"[build] Step 1/1 : FROM scratch"}, lines, "HEPH_LOGS or WithLogsToTest: every line")
+		} else {
+			require.Empty(t, lines, "a quick build says nothing")
+		}
+		mu.Unlock()
+	}
+}
+
+func TestConcurrentStartsWithPolicyAlwaysShareOnePull(t *testing.T) {
+	p := newPullRecorder()
+	p.AddToRegistry("app:1", engine.Image{})
+	p.AddImage("app:1", engine.Image{})
+	_, release := blockPulls(p.Fake)
+	o := imagesOrchestrator(t, p, nil)
+
+	const callers = 3
+	joined := make(chan struct{}, callers)
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			ctx := &doneProbe{Context: context.Background(), joined: joined}
+			c, err := o.CreateContainer(ctx, ContainerConfig{Image: "app:1", PullPolicy: PullPolicy{Always: true}})
+			if c != nil {
+				err = errors.Join(err, c.Terminate(context.Background()))
+			}
+			errs <- err
+		}()
+	}
+	for range callers {
+		<-joined // every caller waits on the pull
+	}
+	close(release)
+	for range callers {
+		require.NoError(t, <-errs)
+	}
+	refs, _ := p.pulls()
+	require.Len(t, refs, 1, "one daemon pull for every start that asked for it at once")
 }
