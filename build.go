@@ -77,8 +77,8 @@ func (b Build) dockerfile() string {
 // option is reported at Start with ErrInvalidConfig.
 func FromDockerfile(contextDir string, b Build) ContainerRequest {
 	b.Args, b.Labels = maps.Clone(b.Args), maps.Clone(b.Labels)
-	name := b.Name
-	if name == "" {
+	name := imagebuild.Name(b.Name) // a bad Name is reported by check
+	if b.Name == "" {
 		name = imagebuild.DirName(contextDir)
 	}
 	r := NewContainer("heph-build/" + name)

@@ -476,3 +476,9 @@ func TestConcurrentStartsWithPolicyAlwaysShareOnePull(t *testing.T) {
 	refs, _ := p.pulls()
 	require.Len(t, refs, 1, "one daemon pull for every start that asked for it at once")
 }
+
+func TestABadBuildNameIsReportedOnce(t *testing.T) {
+	err := FromDockerfile(t.TempDir(), Build{Name: "Bad Name"}).check()
+	require.ErrorContains(t, err, `Build.Name "Bad Name"`)
+	require.NotContains(t, err.Error(), "NewContainer", "the name of the placeholder image is not the user's mistake")
+}
