@@ -16,7 +16,9 @@ import (
 
 // Build qualifies an image build from a Dockerfile (FromDockerfile,
 // Orchestrator.BuildImage). The zero value builds ./Dockerfile of the
-// context directory with no arguments.
+// context directory with no arguments. Bad fields are refused before any
+// Docker call with ErrInvalidConfig naming the field. The images built stay
+// on the daemon as a cache (`heph prune --images` removes them).
 type Build struct {
 	// Name names the image heph-build/<Name>:<hash>; empty means the
 	// context directory's name. Lower-case letters, digits, '.', '_', '-'.
@@ -103,7 +105,8 @@ func FromDockerfile(contextDir string, b Build) ContainerRequest {
 // in /etc/passwd. It is loaded into the daemon as heph-build/<name>:<hash of
 // the binary and the image>, labelled heph.build: when that tag exists, as on
 // a second start, the load is skipped (go build itself still runs; its own
-// cache makes it quick).
+// cache makes it quick). The image stays as a cache: `heph prune --images`
+// removes it.
 //
 // Its service name is the package's last path element. A failed compile
 // fails the start with the compiler's output. WithPullTimeout bounds the

@@ -302,7 +302,9 @@ func (r ContainerRequest) WithPullTimeout(d time.Duration) ContainerRequest {
 // PullPolicy): PullPolicy{Always: true} at every start,
 // PullPolicy{OlderThan: 24 * time.Hour} when the local copy is older than
 // that. Without it HEPH_PULL_POLICY decides, else the image is pulled only
-// when missing. It does not apply to FromDockerfile and FromGoPackage.
+// when missing. It does not apply to FromDockerfile and FromGoPackage. A
+// policy with both fields, or a negative OlderThan, fails Start with
+// ErrInvalidConfig.
 func (r ContainerRequest) WithPullPolicy(p PullPolicy) ContainerRequest {
 	r = r.clone()
 	if err := p.check(); err != nil {
@@ -315,7 +317,8 @@ func (r ContainerRequest) WithPullPolicy(p PullPolicy) ContainerRequest {
 // WithPlatform pulls, builds and runs the image for platform
 // "os/arch[/variant]" ("linux/arm64", "linux/arm/v7") instead of the
 // daemon's own; the daemon must be able to run it (emulation). A local
-// image of another platform is pulled again.
+// image of another platform is pulled again. A malformed platform fails
+// Start with ErrInvalidConfig.
 func (r ContainerRequest) WithPlatform(platform string) ContainerRequest {
 	r = r.clone()
 	if err := rules.Platform(platform); err != nil {
