@@ -137,9 +137,18 @@ func (r ContainerRequest) start(ctx context.Context, o *Orchestrator, testNet *N
 	if testName != "" {
 		cfg.internalLabels = map[string]string{LabelTest: testName}
 	}
-	if err := o.ensureImage(ctx, cfg.Image, cfg.PullTimeout); err != nil {
+	cfg.Service = r.service()
+	q := cfg.imageRequest()
+	q.build, q.goPackage = r.build, r.goPackage
+	if st != nil {
+		q.progress = func(msg string) { st.t.Log(msg) }
+		q.echo = r.logsToTest || envLogsOn()
+	}
+	image, err := o.provide(ctx, q)
+	if err != nil {
 		return nil, err
 	}
+	cfg.Image = image
 
 	ctx, cancel := context.WithTimeout(ctx, r.opts.startupTimeout)
 	defer cancel()

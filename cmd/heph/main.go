@@ -9,7 +9,7 @@
 //
 //	heph doctor [--json]
 //	heph ps [--json]
-//	heph prune [--session ID]... [--stale] [--older-than DURATION] [--all] [--force] [--dry-run] [--json]
+//	heph prune [--session ID]... [--stale] [--older-than DURATION] [--all] [--force] [--images] [--dry-run] [--json]
 //
 // heph finds the daemon as heph's tests do: DOCKER_HOST, else DOCKER_CONTEXT
 // or the docker CLI's current context, else the rootless socket, else
@@ -40,7 +40,10 @@
 // (heph.pid, with @host when it ran on another machine), whether that process
 // is alive, and the age. A process is judged only where its pid means it:
 // on its host (heph.host), in its pid namespace (heph.pidns), during its
-// boot (heph.boot); anywhere else ALIVE is "?".
+// boot (heph.boot); anywhere else ALIVE is "?". Then the images heph built
+// (labelled heph.build: FromDockerfile, FromGoPackage, BuildImage, doctor's
+// probe) with what they were built from, their size, age, and whether a
+// container uses them.
 //
 // # prune
 //
@@ -59,6 +62,10 @@
 // pid namespace such as a container's or a pod's, an earlier boot, labels
 // from an older heph), is left in place and listed with the reason. When a
 // session named with --session is left so, the exit status is 1.
+//
+// --images also removes the images heph built (heph.build) that no
+// container uses, every tag of each; alone it removes only those. They are a
+// cache: the next test that needs one builds it again.
 //
 // --dry-run lists what would be removed and removes nothing.
 //
@@ -89,7 +96,8 @@ const usage = `heph shows and removes what heph-based tests left on a Docker dae
 
 Usage:
   heph doctor [--json]    check that this machine can run heph's tests
-  heph ps [--json]        list heph's containers, networks and volumes by session
+  heph ps [--json]        list heph's containers, networks and volumes by session,
+                          and the images heph built
   heph prune [flags]      remove sessions' resources:
       --session ID        a session id or unique prefix (repeatable)
       --stale             sessions whose process is proved gone
@@ -97,6 +105,7 @@ Usage:
       --all               every session
       --force             also sessions whose process is alive or cannot be
                           judged here (without it, only proved-gone ones)
+      --images            the images heph built that no container uses
       --dry-run           say what would be removed, remove nothing
       --json              JSON output
 

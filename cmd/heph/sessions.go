@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/labels"
 	"github.com/heph-go/heph/internal/sessions"
 )
@@ -44,6 +45,7 @@ type resourceView struct {
 type psReport struct {
 	Daemon   string        `json:"daemon"`
 	Sessions []sessionView `json:"sessions"`
+	Images   []imageView   `json:"images"` // the images heph built
 }
 
 // pruneReport is what heph prune prints.
@@ -51,8 +53,16 @@ type pruneReport struct {
 	Daemon   string        `json:"daemon"`
 	DryRun   bool          `json:"dry_run"`
 	Sessions []sessionView `json:"sessions"` // with what was (or would be) removed
-	Kept     []keptView    `json:"kept"`     // selected, but not proved gone: left without --force
-	Errors   []string      `json:"errors"`
+	// Images are the images heph built that were (or would be) removed
+	// (--images); KeptImages those left because a container uses them.
+	Images     []imageView `json:"images"`
+	KeptImages []imageView `json:"kept_images"`
+	// Kept are the selected sessions left in place: their process is not
+	// proved gone, and --force was not given.
+	Kept   []keptView `json:"kept_sessions"`
+	Errors []string   `json:"errors"`
+
+	images bool // --images was given
 }
 
 // keptView is a selected session prune left in place.
@@ -213,6 +223,16 @@ func plural(n int, what string) string {
 
 // writePs is heph ps's text output.
 func writePs(w io.Writer, r psReport) {
+	writePsSessions(w, r)
+	if len(r.Images) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	writeImages(w, r.Images)
+	fmt.Fprintf(w, "\n%s built by heph (%s): heph prune --images removes those no container uses\n", plural(len(r.Images), "image"), megabytes(totalSize(r.Images)))
+}
+
+func writePsSessions(w io.Writer, r psReport) {
 	if len(r.Sessions) == 0 {
 		fmt.Fprintf(w, "no heph containers, networks or volumes on %s\n", r.Daemon)
 		return
@@ -236,20 +256,37 @@ func writePs(w io.Writer, r psReport) {
 
 // writePrune is heph prune's text output.
 func writePrune(w io.Writer, r pruneReport) {
-	switch {
-	case len(r.Sessions) == 0 && len(r.Errors) == 0:
-		fmt.Fprintf(w, "nothing to remove on %s\n", r.Daemon)
-		writeKept(w, r.Kept)
-		return
-	case len(r.Sessions) > 0:
-		writeTable(w, r.Sessions)
-		fmt.Fprintln(w)
-	}
 	verb := "removed"
 	if r.DryRun {
 		verb = "would remove (dry run, nothing removed)"
 	}
-	fmt.Fprintf(w, "%s: %s of %s on %s\n", verb, counts(r.Sessions), plural(len(r.Sessions), "session"), r.Daemon)
+	said := true
+	switch {
+	case len(r.Sessions) == 0 && len(r.Images) == 0 && len(r.Errors) == 0:
+		fmt.Fprintf(w, "nothing to remove on %s\n", r.Daemon)
+	case len(r.Sessions) > 0 || !r.images:
+		if len(r.Sessions) > 0 {
+			writeTable(w, r.Sessions)
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s: %s of %s on %s\n", verb, counts(r.Sessions), plural(len(r.Sessions), "session"), r.Daemon)
+	default:
+		said = false
+	}
+	if len(r.Images) > 0 {
+		if said {
+			fmt.Fprintln(w)
+		}
+		writeImages(w, r.Images)
+		fmt.Fprintf(w, "\n%s: %s built by heph (%s) on %s\n", verb, plural(len(r.Images), "image"), megabytes(totalSize(r.Images)), r.Daemon)
+	}
+	if len(r.KeptImages) > 0 {
+		names := make([]string, 0, len(r.KeptImages))
+		for _, v := range r.KeptImages {
+			names = append(names, imageName(v))
+		}
+		fmt.Fprintf(w, "kept %s a container uses: %s\n", plural(len(r.KeptImages), "image"), strings.Join(names, ", "))
+	}
 	writeKept(w, r.Kept)
 }
 
@@ -299,7 +336,12 @@ func (e env) ps(args []string) int {
 		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
 		return exitFail
 	}
-	r := psReport{Daemon: ep.Host, Sessions: views(list, e.now(), thisHost())}
+	imgs, err := builtImages(ctx, api, e.now())
+	if err != nil {
+		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
+		return exitFail
+	}
+	r := psReport{Daemon: ep.Host, Sessions: views(list, e.now(), thisHost()), Images: imgs}
 	if *asJSON {
 		if err := writeJSON(e.stdout, r); err != nil {
 			return exitFail
@@ -317,10 +359,12 @@ type pruneSelection struct {
 	olderThan time.Duration
 	all       bool
 	force     bool // remove sessions whose process is not proved gone too
+	images    bool // the images heph built that no container uses
 }
 
-func (p pruneSelection) empty() bool {
-	return len(p.sessions) == 0 && !p.stale && p.olderThan == 0 && !p.all
+// selectsSessions reports whether p selects sessions at all.
+func (p pruneSelection) selectsSessions() bool {
+	return len(p.sessions) > 0 || p.stale || p.olderThan > 0 || p.all
 }
 
 // selectSessions returns the sessions p selects, at time now. Every --session
@@ -361,6 +405,89 @@ func selectSessions(all []sessions.Session, p pruneSelection, now time.Time) ([]
 	return out, nil
 }
 
+// prune is heph prune.
+func (e env) prune(args []string) int {
+	fs := e.flags("prune")
+	var p pruneSelection
+	var ids sessionIDs
+	var older duration
+	fs.Var(&ids, "session", "session id or unique prefix (repeatable)")
+	fs.BoolVar(&p.stale, "stale", false, "sessions whose process is proved gone")
+	fs.Var(&older, "older-than", "sessions older than this (30m, 2h, 7d)")
+	fs.BoolVar(&p.all, "all", false, "every session")
+	fs.BoolVar(&p.force, "force", false, "remove sessions whose process is alive or cannot be judged, too")
+	fs.BoolVar(&p.images, "images", false, "the images heph built (heph.build) that no container uses")
+	dryRun := fs.Bool("dry-run", false, "say what would be removed, remove nothing")
+	asJSON := fs.Bool("json", false, "JSON output")
+	if status, ok := e.parse(fs, args); !ok {
+		return status
+	}
+	p.sessions, p.olderThan = ids, older.d
+	if !p.selectsSessions() && !p.images {
+		fmt.Fprintln(e.stderr, "heph prune: say what to remove: --stale, --older-than DURATION, --session ID, --all, or --images")
+		return exitUsage
+	}
+
+	api, ep, err := e.connect()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
+		return exitFail
+	}
+	defer api.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	now := e.now()
+	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Sessions: []sessionView{}, Images: []imageView{}, KeptImages: []imageView{}, Kept: []keptView{}, Errors: []string{}, images: p.images}
+	if p.selectsSessions() {
+		if err := pruneSessions(ctx, api, p, now, &r); err != nil {
+			fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
+			return exitFail
+		}
+	}
+	if p.images {
+		imgs, err := builtImages(ctx, api, now)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
+			return exitFail
+		}
+		if *dryRun {
+			for _, v := range imgs {
+				if v.InUse {
+					r.KeptImages = append(r.KeptImages, v)
+				} else {
+					r.Images = append(r.Images, v)
+				}
+			}
+		} else {
+			removed, kept, err := removeImages(ctx, api, imgs)
+			r.Images, r.KeptImages = append(r.Images, removed...), append(r.KeptImages, kept...)
+			if err != nil {
+				r.Errors = append(r.Errors, err.Error())
+			}
+		}
+	}
+	status := exitOK
+	for _, msg := range r.Errors {
+		fmt.Fprintf(e.stderr, "heph prune: %s\n", msg)
+		status = exitFail
+	}
+	if len(p.sessions) > 0 && len(r.Kept) > 0 {
+		// A session named with --session was not removed: say so.
+		for _, k := range r.Kept {
+			fmt.Fprintf(e.stderr, "heph prune: session %s not removed: %s; --force removes it anyway\n", shortID(k.Session), k.Reason)
+		}
+		status = exitFail
+	}
+	if *asJSON {
+		if err := writeJSON(e.stdout, r); err != nil {
+			return exitFail
+		}
+		return status
+	}
+	writePrune(e.stdout, r)
+	return status
+}
+
 // guard splits the selected sessions into those prune removes and those it
 // leaves in place: without force, only a session whose process is proved
 // gone (sessions.ProcessGone) is removed — never one whose process is alive
@@ -384,53 +511,20 @@ func guard(selected []sessions.Session, force bool) (remove []sessions.Session, 
 	return remove, kept
 }
 
-// prune is heph prune.
-func (e env) prune(args []string) int {
-	fs := e.flags("prune")
-	var p pruneSelection
-	var ids sessionIDs
-	var older duration
-	fs.Var(&ids, "session", "session id or unique prefix (repeatable)")
-	fs.BoolVar(&p.stale, "stale", false, "sessions whose process is gone (on this host)")
-	fs.Var(&older, "older-than", "sessions older than this (30m, 2h, 7d)")
-	fs.BoolVar(&p.all, "all", false, "every session")
-	fs.BoolVar(&p.force, "force", false, "remove sessions whose process is alive or cannot be judged, too")
-	dryRun := fs.Bool("dry-run", false, "say what would be removed, remove nothing")
-	asJSON := fs.Bool("json", false, "JSON output")
-	if status, ok := e.parse(fs, args); !ok {
-		return status
-	}
-	p.sessions, p.olderThan = ids, older.d
-	if p.empty() {
-		fmt.Fprintln(e.stderr, "heph prune: say what to remove: --stale, --older-than DURATION, --session ID, or --all")
-		return exitUsage
-	}
-
-	api, ep, err := e.connect()
-	if err != nil {
-		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
-		return exitFail
-	}
-	defer api.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+// pruneSessions removes (or, in a dry run, lists) the sessions p selects
+// into r; it fails when the sessions cannot be listed or selected.
+func pruneSessions(ctx context.Context, api engine.API, p pruneSelection, now time.Time, r *pruneReport) error {
 	list, err := sessions.List(ctx, api)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
-		return exitFail
+		return err
 	}
-	now := e.now()
 	selected, err := selectSessions(list, p, now)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
-		return exitFail
+		return err
 	}
 	selected, kept := guard(selected, p.force)
-	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Kept: kept, Errors: []string{}}
-	if r.Kept == nil {
-		r.Kept = []keptView{}
-	}
-	if *dryRun {
+	r.Kept = append(r.Kept, kept...)
+	if r.DryRun {
 		r.Sessions = views(selected, now, thisHost())
 	} else {
 		r.Sessions = []sessionView{}
@@ -464,24 +558,5 @@ func (e env) prune(args []string) int {
 			}
 		}
 	}
-	status := exitOK
-	for _, msg := range r.Errors {
-		fmt.Fprintf(e.stderr, "heph prune: %s\n", msg)
-		status = exitFail
-	}
-	if len(p.sessions) > 0 && len(r.Kept) > 0 {
-		// A session named with --session was not removed: say so.
-		for _, k := range r.Kept {
-			fmt.Fprintf(e.stderr, "heph prune: session %s not removed: %s; --force removes it anyway\n", shortID(k.Session), k.Reason)
-		}
-		status = exitFail
-	}
-	if *asJSON {
-		if err := writeJSON(e.stdout, r); err != nil {
-			return exitFail
-		}
-		return status
-	}
-	writePrune(e.stdout, r)
-	return status
+	return nil
 }

@@ -19,4 +19,11 @@ const (
 	// boot is not the same process.
 	Boot    = "heph.boot"
 	Created = "heph.created" // RFC 3339, UTC
+	// Build marks an image heph built (FromDockerfile, FromGoPackage,
+	// Orchestrator.BuildImage); its value is the content hash the image's
+	// tag heph-build/<name>:<hash> starts with.
+	Build = "heph.build"
+	// BuildSource says what an image was built from: the context directory
+	// or the Go package.
+	BuildSource = "heph.build.source"
 )
