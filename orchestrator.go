@@ -93,6 +93,8 @@ type Orchestrator struct {
 	accessOnce sync.Once
 	access     daemon.Access
 
+	reclaims reclaims // creates whose callers gave up (reclaim.go)
+
 	mu         sync.Mutex
 	containers map[string]string // container ID → name
 	networks   map[string]string // network ID → name
@@ -298,9 +300,12 @@ func (o *Orchestrator) ports(ctx context.Context) daemon.Access {
 
 // Teardown removes every container this Orchestrator created and still
 // tracks, concurrently, then every network it created, then the named
-// volumes the daemon created for its mounts. It returns every failure joined;
-// resources already gone are not failures. It may be called more than once.
+// volumes the daemon created for its mounts. First it waits (within ctx)
+// for the removal of what creates made after their callers gave up. It
+// returns every failure joined; resources already gone are not failures. It
+// may be called more than once.
 func (o *Orchestrator) Teardown(ctx context.Context) error {
+	reclaimErr := o.reclaims.wait(ctx)
 	o.mu.Lock()
 	ids := make([]string, 0, len(o.containers))
 	for id := range o.containers {
@@ -314,6 +319,7 @@ func (o *Orchestrator) Teardown(ctx context.Context) error {
 		}
 		return nil
 	})
+	errs = append(errs, reclaimErr)
 
 	o.mu.Lock()
 	nets := make([]string, 0, len(o.networks))

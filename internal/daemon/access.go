@@ -110,10 +110,24 @@ func daemonGateways(ctx context.Context, api engine.API) map[netip.Addr]bool {
 		return nil
 	}
 	gws := map[netip.Addr]bool{}
+	for _, g := range Gateways(nets) {
+		gws[g] = true
+	}
+	return gws
+}
+
+// Gateways returns the gateway addresses of the IPv4 subnets of nets: the
+// one the daemon reports, else the subnet's first address, which the daemon
+// takes when none was asked for (it does not report the default bridge's).
+func Gateways(nets []engine.Network) []netip.Addr {
+	var gws []netip.Addr
 	for _, n := range nets {
 		for _, s := range n.Subnets {
-			if s.Gateway.IsValid() {
-				gws[s.Gateway.Unmap()] = true
+			switch {
+			case s.Gateway.IsValid():
+				gws = append(gws, s.Gateway.Unmap())
+			case s.Prefix.IsValid() && s.Prefix.Addr().Is4() && s.Prefix.Bits() < 31:
+				gws = append(gws, s.Prefix.Masked().Addr().Next())
 			}
 		}
 	}
@@ -192,8 +206,8 @@ func readRoutes(env HostEnv) ([]route, error) {
 // HostPrefixes returns the address ranges in use on the daemon's host — the
 // destinations of its routes (but the default route) and the networks of
 // its interface addresses — for choosing a network's subnet that clashes
-// with none of them. gateways are the gateways of the daemon's bridge
-// networks.
+// with none of them. gateways are the gateways of the daemon's networks
+// (see Gateways).
 //
 // ok is false when this process cannot see the daemon's host network: a
 // remote daemon; a local daemon seen from inside another container

@@ -100,3 +100,13 @@ func TestDefaultGatewayFromTheRouteTable(t *testing.T) {
 	_, ok = defaultGateway(HostEnv{})
 	require.False(t, ok, "no route table, no gateway")
 }
+
+func TestGateways(t *testing.T) {
+	nets := []engine.Network{
+		{Name: "bridge", Subnets: []engine.Subnet{{Prefix: netip.MustParsePrefix("172.17.0.0/16")}}}, // Docker reports none
+		{Name: "mine", Subnets: []engine.Subnet{{Prefix: netip.MustParsePrefix("10.213.4.0/26"), Gateway: netip.MustParseAddr("10.213.4.62")}}},
+		{Name: "v6", Subnets: []engine.Subnet{{Prefix: netip.MustParsePrefix("fd00::/64")}}},
+		{Name: "host"},
+	}
+	require.Equal(t, []netip.Addr{netip.MustParseAddr("172.17.0.1"), netip.MustParseAddr("10.213.4.62")}, Gateways(nets))
+}
