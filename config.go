@@ -153,7 +153,7 @@ func (c ContainerConfig) validate() error {
 	}
 	for _, k := range sortedKeys(c.Env) {
 		if err := rules.EnvKey(k); err != nil {
-			bad("Env key", k, err)
+			bad("Env key", envKeyShown(k), err)
 		}
 		if err := rules.EnvValue(c.Env[k]); err != nil {
 			bad("Env["+k+"]", "(value not shown)", err)
@@ -239,7 +239,7 @@ func (c ContainerConfig) validate() error {
 	}
 	if c.WaitStrategy != nil {
 		if err := wait.Validate(c.WaitStrategy); err != nil {
-			errs = append(errs, &herrs.InvalidError{What: "WaitStrategy", Reason: strings.TrimPrefix(err.Error(), "wait: ")})
+			errs = append(errs, &herrs.InvalidError{What: "WaitStrategy", Err: err})
 		}
 	}
 	return errors.Join(errs...)
@@ -296,6 +296,16 @@ func (o *Orchestrator) spec(name, bindIP string, cfg ContainerConfig) engine.Con
 		s.Network, s.Aliases = cfg.Networks[0], []string{cfg.Service}
 	}
 	return s
+}
+
+// envKeyShown is an environment key as a message shows it: what follows a
+// "=" in a key is a value put there by mistake, maybe a secret, so it is
+// not shown.
+func envKeyShown(k string) string {
+	if name, _, ok := strings.Cut(k, "="); ok {
+		return name + "=…"
+	}
+	return k
 }
 
 func sortedKeys[V any](m map[string]V) []string {

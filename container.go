@@ -28,6 +28,9 @@ func (o *Orchestrator) CreateContainer(ctx context.Context, cfg ContainerConfig)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if _, err := reaperOn(); err != nil {
+		return nil, err
+	}
 	if err := o.ensureImage(ctx, cfg.Image, cfg.PullTimeout); err != nil {
 		return nil, err
 	}

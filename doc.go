@@ -29,20 +29,22 @@
 // ForLog, ForHealthCheck, ForExec, ForExit, …).
 //
 // [Orchestrator] is the layer below: explicit lifecycle primitives
-// (CreateContainer, StartContainer, StopContainer, RemoveContainer,
-// InspectContainer, ListContainers, networks, pull, build, exec, logs, copy)
-// that take a context, return wrapped errors, and track what they created so
-// [Orchestrator.Teardown] can remove it.
+// (CreateContainer, CreateNetwork, InspectContainer, ListContainers,
+// RemoveContainer, PullImage, BuildImage, Teardown) that take a context,
+// return wrapped errors, and track what they created so
+// [Orchestrator.Teardown] can remove it. They hand out the same [Container]
+// and [Network] handles the builder does.
 //
 // # Safety net
 //
 // Every container, network and volume carries the labels heph.managed,
 // heph.session, heph.pid, heph.host and heph.created (and heph.test under
 // Start). Before a process makes its first resource, heph starts a watchdog:
-// the running binary re-executed, needing no image. When the process ends in
-// any way — normal exit, panic, go test -timeout, Ctrl-C, SIGKILL — the
-// watchdog removes that process's sessions. HEPH_REAPER=off disables it; the
-// heph command (cmd/heph) lists and prunes what is left.
+// the running binary re-executed, needing no image (see [EnvReaper]). When
+// the process ends in any way — normal exit, panic, go test -timeout,
+// Ctrl-C, SIGKILL — the watchdog removes that process's sessions.
+// HEPH_REAPER=off disables it; the heph command (cmd/heph) lists and prunes
+// what is left.
 //
 // # Errors
 //

@@ -17,6 +17,7 @@ import (
 
 	"github.com/heph-go/heph/internal/archive"
 	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/errs"
 	"github.com/heph-go/heph/internal/port"
 	"github.com/heph-go/heph/internal/rules"
 	"github.com/heph-go/heph/wait"
@@ -87,7 +88,7 @@ func (c *Container) MappedPort(port string) int {
 func (c *Container) mappedPort(p string) (int, error) {
 	pp, err := port.Parse(p)
 	if err != nil {
-		return 0, fmt.Errorf("heph: container %s: %w", c.name, invalid("port", p, err.Error()))
+		return 0, errs.Op("container", c.name, nil, invalid("port", p, err.Error()))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -336,12 +337,12 @@ func (c *Container) describe(ctx context.Context, n int) string {
 	var b strings.Builder
 	info, err := c.Inspect(ctx)
 	if err != nil {
-		fmt.Fprintf(&b, "container %s (service %s): state unknown: %v\n", c.name, c.service, err)
+		fmt.Fprintf(&b, "container %s (service %s): state unknown: %s\n", c.name, c.service, errs.Strip(err.Error()))
 		return b.String()
 	}
 	fmt.Fprintf(&b, "container %s (service %s, image %s): %s", c.name, c.service, info.Image, stateSummary(info))
 	if lines, err := c.tail(ctx, n); err != nil {
-		fmt.Fprintf(&b, "\n  (logs unavailable: %v)", err)
+		fmt.Fprintf(&b, "\n  (logs unavailable: %s)", errs.Strip(err.Error()))
 	} else if len(lines) == 0 {
 		b.WriteString("\n  (no output)")
 	} else {

@@ -84,7 +84,11 @@ func (o *Orchestrator) pull(ctx context.Context, image string, timeout time.Dura
 		return nil
 	}
 	if ctx.Err() != nil {
-		err = fmt.Errorf("timed out after %s (pull timeout %s): %w", time.Since(start).Round(time.Millisecond), timeout, errors.Join(ctx.Err(), err))
+		cause := err
+		if !errors.Is(err, ctx.Err()) {
+			cause = errors.Join(ctx.Err(), err)
+		}
+		err = fmt.Errorf("timed out after %s (pull timeout %s): %w", time.Since(start).Round(time.Millisecond), timeout, cause)
 	}
 	var sentinel error
 	switch {

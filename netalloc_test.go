@@ -219,8 +219,8 @@ func TestExhaustedPoolsWaitTheirTurn(t *testing.T) {
 	_, err = o.CreateNetwork(short, NetworkConfig{})
 	require.ErrorIs(t, err, ErrNetworkPoolExhausted)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.ErrorContains(t, err, "heph: create network: context deadline exceeded: last error: Error response from daemon: could not find an available")
-	require.ErrorContains(t, err, "HEPH_SUBNETS=pools left subnets to the daemon, and Docker's default address pools")
+	require.ErrorContains(t, err, "then gave up: context deadline exceeded; the daemon said: Error response from daemon: could not find an available")
+	require.ErrorContains(t, err, "It waited its turn with the other heph processes of this user. HEPH_SUBNETS=pools leaves subnets to the daemon, and Docker's default address pools")
 	require.NoError(t, o.Teardown(ctx))
 }
 
@@ -250,13 +250,13 @@ func TestANewComerQueuesBehindWaiters(t *testing.T) {
 	}
 }
 
-// fakeT is the part of a testing.TB the test state uses.
-type fakeT struct {
+// namedT is the part of a testing.TB the test state uses.
+type namedT struct {
 	testing.TB
 	name string
 }
 
-func (t fakeT) Name() string { return t.name }
+func (t namedT) Name() string { return t.name }
 
 func TestAllStartsOfATestShareOneNetworkAttempt(t *testing.T) {
 	o, f := netTestOrchestrator(t, "", false)
@@ -267,7 +267,7 @@ func TestAllStartsOfATestShareOneNetworkAttempt(t *testing.T) {
 		}
 		return nil
 	}
-	st := &testState{t: fakeT{name: "TestX"}}
+	st := &testState{t: namedT{name: "TestX"}}
 	errs := eachConcurrently(make([]int, 4), func(int, int) error {
 		_, err := st.network(context.Background(), o)
 		return err

@@ -186,20 +186,30 @@ func (o *Orchestrator) createPooledNetwork(ctx context.Context, spec engine.Netw
 	if ctx.Err() == nil && !errors.Is(err, ErrNetworkPoolExhausted) {
 		return nil, err // a failure of its own (the daemon is gone, …)
 	}
-	var last *errs.OpError
-	var cause error
-	if errors.As(err, &last) {
-		cause = last.Err // the daemon's words, without heph's op around them
+	var said error = errors.New("nothing: others were ahead in line all along")
+	if last := new(retry.Stopped); errors.As(err, &last) && last.Last != nil {
+		said = last.Last
+	} else if !errors.As(err, &last) && err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		said = err
 	}
-	own := "heph's own subnets (" + EnvSubnets + "=" + plan.String() + ") were unusable here"
+	if op := new(errs.OpError); errors.As(said, &op) {
+		said = op.Err // the daemon's own words, without heph's prefix
+	}
+	own := "heph's own subnets (" + EnvSubnets + "=" + plan.String() + ") could not be used here"
 	if plan.Pools() {
-		own = EnvSubnets + "=pools left subnets to the daemon"
+		own = EnvSubnets + "=" + os.Getenv(EnvSubnets) + " leaves subnets to the daemon"
 	}
-	return nil, errs.Op("create network", "", ErrNetworkPoolExhausted, fmt.Errorf("%w\nheph waited %s (%d attempts, in line with other heph processes) for another test to free a network, then gave up.\n"+
-		"%s, and Docker's default address pools (about 30 bridge networks) are all in use. Give heph a free range (%s=10.213.0.0/16), "+
-		"remove stale networks (heph prune --stale), run fewer tests at once (go test -parallel), "+
-		"or give the daemon more pools (default-address-pools in /etc/docker/daemon.json)",
-		retry.Stop(ctx, cause), time.Since(start).Round(time.Millisecond), attempts, own, EnvSubnets))
+	ctxErr := ctx.Err()
+	if ctxErr == nil {
+		ctxErr = context.DeadlineExceeded
+	}
+	return nil, errs.Op("create network", "", ErrNetworkPoolExhausted, fmt.Errorf(
+		"the daemon's address pools stayed exhausted: waited %s (%d attempts) for another test to free a network, then gave up: %w; the daemon said: %w\n"+
+			"It waited its turn with the other heph processes of this user. %s, and Docker's default address pools hold about 30 bridge networks, all in use. "+
+			"Give heph a free range of its own (%s=10.213.0.0/16), run fewer tests at once (go test -parallel), "+
+			"remove stale networks (heph prune --stale, or docker network prune --filter label=heph.managed), "+
+			"or give the daemon more pools (default-address-pools in /etc/docker/daemon.json)",
+		time.Since(start).Round(time.Millisecond), attempts, ctxErr, said, own, EnvSubnets))
 }
 
 // createNetwork makes one attempt at creating the network spec (named here).

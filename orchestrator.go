@@ -107,13 +107,15 @@ type Orchestrator struct {
 // so heph's watchdog reaches the very same daemon.
 type Daemon struct {
 	// Host is the daemon's address: unix:///path/docker.sock,
-	// tcp://host:2376 (a port defaults to 2376 with TLS, 2375 without).
+	// tcp://host:2376 (a port defaults to 2376 with TLS, 2375 without). It
+	// is required.
 	Host string
 	// TLS speaks TLS; TLSVerify also verifies the daemon's certificate.
 	TLS, TLSVerify bool
 	// CAFile, CertFile and KeyFile are PEM files (the CA that signed the
 	// daemon's certificate, and this client's certificate and key); each
-	// may be empty.
+	// may be empty, but CertFile and KeyFile go together, and a file named
+	// must exist.
 	CAFile, CertFile, KeyFile string
 	// APIVersion fixes the Engine API version ("1.41"); empty negotiates it.
 	APIVersion string
@@ -121,6 +123,9 @@ type Daemon struct {
 
 // endpoint checks d and turns it into an endpoint.
 func (d Daemon) endpoint() (engine.Endpoint, error) {
+	if strings.TrimSpace(d.Host) == "" {
+		return engine.Endpoint{}, invalid("Daemon.Host", d.Host, "is empty: name the daemon (unix:///var/run/docker.sock), or call NewOrchestrator() to find it from the environment")
+	}
 	host, err := daemon.NormalizeHost(d.Host, d.TLS || d.TLSVerify)
 	if err != nil {
 		return engine.Endpoint{}, invalid("Daemon.Host", d.Host, err.Error())
@@ -128,6 +133,20 @@ func (d Daemon) endpoint() (engine.Endpoint, error) {
 	if d.APIVersion != "" {
 		if _, err := daemon.ParseAPIVersion(d.APIVersion); err != nil {
 			return engine.Endpoint{}, invalid("Daemon.APIVersion", d.APIVersion, err.Error())
+		}
+	}
+	switch {
+	case d.CertFile != "" && d.KeyFile == "":
+		return engine.Endpoint{}, invalid("Daemon.KeyFile", d.KeyFile, "is empty while CertFile is set")
+	case d.KeyFile != "" && d.CertFile == "":
+		return engine.Endpoint{}, invalid("Daemon.CertFile", d.CertFile, "is empty while KeyFile is set")
+	}
+	for _, f := range []struct{ field, path string }{{"Daemon.CAFile", d.CAFile}, {"Daemon.CertFile", d.CertFile}, {"Daemon.KeyFile", d.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return engine.Endpoint{}, invalid(f.field, f.path, err.Error())
 		}
 	}
 	return engine.Endpoint{

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"path"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/heph-go/heph/internal/errs"
@@ -97,7 +96,7 @@ func (r ContainerRequest) WithName(service string) ContainerRequest {
 func (r ContainerRequest) WithEnv(key, value string) ContainerRequest {
 	r = r.clone()
 	if err := errors.Join(rules.EnvKey(key), rules.EnvValue(value)); err != nil {
-		return r.fail("WithEnv", key, err) // the key only: the value may be a secret
+		return r.fail("WithEnv", envKeyShown(key), err) // the key only: the value may be a secret
 	}
 	if r.cfg.Env == nil {
 		r.cfg.Env = map[string]string{}
@@ -268,7 +267,7 @@ func (r ContainerRequest) WithWaitStrategy(s wait.Strategy) ContainerRequest {
 	r = r.clone()
 	if err := wait.Validate(s); err != nil {
 		// The error names the strategy and its bad arguments.
-		r.errs = append(r.errs, &errs.InvalidError{What: "WithWaitStrategy", Reason: strings.TrimPrefix(err.Error(), "wait: ")})
+		r.errs = append(r.errs, &errs.InvalidError{What: "WithWaitStrategy", Err: err})
 		return r
 	}
 	r.opts.strategy = s

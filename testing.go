@@ -84,10 +84,14 @@ func StartAll(t testing.TB, reqs ...ContainerRequest) []*Container {
 // programs — on o, joined to the WithNetwork networks (else Docker's default
 // bridge), and returns it ready. The caller removes it with Terminate (and
 // its networks with Network.Remove). On failure Run removes what it made
-// before returning the error.
+// before returning the error. Invalid options, or a nil o, are refused with
+// ErrInvalidConfig before any Docker call.
 func (r ContainerRequest) Run(ctx context.Context, o *Orchestrator) (*Container, error) {
 	if err := r.check(); err != nil {
 		return nil, err
+	}
+	if o == nil {
+		return nil, &errs.InvalidError{What: "Run", Reason: "the Orchestrator is nil: make one with NewOrchestrator, or use DefaultOrchestrator"}
 	}
 	c, err := r.start(ctx, o, nil, "", nil)
 	if err != nil && c != nil {
@@ -101,12 +105,17 @@ func (r ContainerRequest) Run(ctx context.Context, o *Orchestrator) (*Container,
 	return c, nil
 }
 
-// check reports the request's invalid options, before any Docker call.
+// check reports the request's invalid options (and an invalid
+// HEPH_REAPER), before any Docker call.
 func (r ContainerRequest) check() error {
 	if len(r.errs) > 0 {
 		return errors.Join(r.errs...)
 	}
-	return r.cfg.validate()
+	if err := r.cfg.validate(); err != nil {
+		return err
+	}
+	_, err := reaperOn()
+	return err
 }
 
 // start creates, fills, starts and waits for the container. Once the
@@ -243,7 +252,7 @@ func (st *testState) start(r ContainerRequest) (*Container, error) {
 	net, err := st.network(nctx, o)
 	cancel()
 	if err != nil {
-		return nil, errs.Op("create the test's network", "", nil, err)
+		return nil, errs.Op("test network", "", nil, err)
 	}
 	return r.start(ctx, o, net, st.t.Name(), st)
 }
@@ -279,7 +288,7 @@ func (st *testState) followLogs(c *Container) {
 			printed = logLines(r, logLine)
 			r.Close()
 		} else if st.logCtx.Err() == nil {
-			st.t.Logf("heph: [%s] cannot follow logs: %v", c.service, err)
+			st.t.Logf("heph: [%s] cannot follow logs: %s", c.service, errs.Strip(err.Error()))
 		}
 		// The teardown may stop (or even forestall) the stream before it
 		// delivered all the container wrote: read the rest once, without

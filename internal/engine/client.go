@@ -10,14 +10,13 @@ import (
 	"io"
 	"math"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -56,7 +55,9 @@ func classify(err error) error {
 	switch {
 	case cerrdefs.IsNotFound(err):
 		class = ErrNotFound
-	case cerrdefs.IsConflict(err):
+	case cerrdefs.IsConflict(err), cerrdefs.IsPermissionDenied(err):
+		// The daemon answers 403 Forbidden, not 409, when the object's state
+		// forbids the call: removing a network that has endpoints.
 		class = ErrConflict
 	case client.IsErrConnectionFailed(err), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENOENT):
 		class = ErrUnavailable
@@ -243,7 +244,9 @@ func (c *Client) ContainerLogs(ctx context.Context, id string, opts LogOptions) 
 		lo.Tail = strconv.Itoa(opts.Tail)
 	}
 	if !opts.Since.IsZero() {
-		lo.Since = strconv.FormatFloat(float64(opts.Since.UnixNano())/1e9, 'f', 9, 64)
+		// Seconds.nanoseconds, exact: a float64 of the nanoseconds since
+		// 1970 is off by up to a few hundred.
+		lo.Since = fmt.Sprintf("%d.%09d", opts.Since.Unix(), opts.Since.Nanosecond())
 	}
 	raw, err := c.cli.ContainerLogs(ctx, id, lo)
 	if err != nil {
@@ -259,6 +262,9 @@ func (c *Client) ContainerWait(ctx context.Context, id string) error {
 	case <-res.Result:
 		return nil
 	case err := <-res.Error:
+		if ctx.Err() != nil {
+			return ctx.Err() // the SDK's error is the request's, wrapping it
+		}
 		return classify(err)
 	case <-ctx.Done():
 		return ctx.Err()
@@ -267,8 +273,9 @@ func (c *Client) ContainerWait(ctx context.Context, id string) error {
 
 // execGrace bounds how long Exec waits, once the command closed its output,
 // for the daemon to report that it ended: a command that closes stdout and
-// stderr but keeps running would otherwise hold Exec forever.
-const execGrace = 10 * time.Second
+// stderr but keeps running would otherwise hold Exec forever. A variable
+// only so that the package's tests can shorten it.
+var execGrace = 10 * time.Second
 
 // Exec implements API: create, attach, read the output to its end, then
 // wait for the daemon to record the exit code.
@@ -284,8 +291,7 @@ func (c *Client) Exec(ctx context.Context, id string, cmd []string) (ExecResult,
 	var stdout, stderr bytes.Buffer
 	copied := make(chan error, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader)
-		copied <- err
+		copied <- demuxCopy(&stdout, &stderr, att.Reader)
 	}()
 	select {
 	case err = <-copied:
@@ -633,6 +639,9 @@ func fromSummary(s container.Summary) Container {
 		key := strconv.Itoa(int(p.PrivatePort)) + "/" + p.Type
 		out.Ports[key] = append(out.Ports[key], netip.AddrPortFrom(p.IP.Unmap(), p.PublicPort))
 	}
+	for _, bindings := range out.Ports {
+		sortBindings(bindings)
+	}
 	if s.NetworkSettings != nil {
 		out.Networks = endpointsFrom(s.NetworkSettings.Networks)
 	}
@@ -667,9 +676,15 @@ func portsFromMap(pm network.PortMap) map[string][]netip.AddrPort {
 			}
 			out[key] = append(out[key], netip.AddrPortFrom(b.HostIP.Unmap(), uint16(hp)))
 		}
-		sort.Slice(out[key], func(i, j int) bool { return out[key][i].Addr().Less(out[key][j].Addr()) })
+		sortBindings(out[key])
 	}
 	return out
+}
+
+// sortBindings orders a port's host bindings by address, then port, so that
+// an inspect and a list give the same order whatever the daemon's.
+func sortBindings(b []netip.AddrPort) {
+	slices.SortFunc(b, func(x, y netip.AddrPort) int { return x.Compare(y) })
 }
 
 func endpointsFrom(nets map[string]*network.EndpointSettings) map[string]Attachment {

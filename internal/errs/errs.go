@@ -4,6 +4,8 @@
 // sentinels, so errors.Is works the same from every layer.
 package errs
 
+//lint:file-ignore ST1012 the package name says what they are: errs.ContainerNotFound, re-exported as heph.ErrContainerNotFound
+
 import (
 	"errors"
 	"fmt"
@@ -63,17 +65,30 @@ type InvalidError struct {
 	What   string // a field ("Env key"), an option ("WithEnv"), a variable
 	Value  string // already quoted or formatted
 	Reason string
+	// Err, when set, is the error that says why (a strategy's own
+	// validation error): it is printed after the reason and matches with
+	// errors.Is.
+	Err error
 }
 
 func (e *InvalidError) Error() string {
-	if e.Value == "" {
-		return fmt.Sprintf("%s: %s: %s", InvalidConfig.Error(), e.What, e.Reason)
+	why := e.Reason
+	if e.Err != nil {
+		why = strings.TrimPrefix(why+": ", ": ") + e.Err.Error()
 	}
-	return fmt.Sprintf("%s: %s %s: %s", InvalidConfig.Error(), e.What, e.Value, e.Reason)
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %s: %s", InvalidConfig.Error(), e.What, why)
+	}
+	return fmt.Sprintf("%s: %s %s: %s", InvalidConfig.Error(), e.What, e.Value, why)
 }
 
-// Unwrap returns InvalidConfig.
-func (e *InvalidError) Unwrap() error { return InvalidConfig }
+// Unwrap returns InvalidConfig and, when set, Err.
+func (e *InvalidError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{InvalidConfig}
+	}
+	return []error{InvalidConfig, e.Err}
+}
 
 // Invalid refuses value of field (or option, or variable) for reason. A
 // string value is quoted; a value that looks secret should be redacted by
