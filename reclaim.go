@@ -75,7 +75,8 @@ type reclaims struct {
 // create runs do, the daemon call that creates the object named name, and
 // returns its ID. When ctx ends first, create returns ctx's error at once
 // and leaves the call running, detached, in the background: whatever it
-// creates is removed there (see reclaim).
+// creates is removed there (see reclaim). A call cut off without an answer
+// is followed up the same way.
 func (o *Orchestrator) create(ctx context.Context, obj object, name string, do func(context.Context) (string, error)) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -93,6 +94,15 @@ func (o *Orchestrator) create(ctx context.Context, obj object, name string, do f
 	select {
 	case r := <-done:
 		cancel()
+		if r.err != nil && unanswered(r.err) {
+			// Cut off before the answer (a broken connection): the daemon
+			// may make it all the same.
+			o.reclaims.add()
+			go func() {
+				defer o.reclaims.finish()
+				o.reclaim(obj, name, "", r.err)
+			}()
+		}
 		return r.id, r.err
 	case <-ctx.Done():
 	}

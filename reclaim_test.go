@@ -2,6 +2,7 @@ package heph
 
 import (
 	"context"
+	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,4 +139,29 @@ func TestTeardownReportsAReclaimThatFails(t *testing.T) {
 	require.ErrorContains(t, err, `", created after its caller gave up: `)
 	require.ErrorIs(t, err, refused)
 	require.NoError(t, o.Teardown(context.Background()), "reported once")
+}
+
+func TestACreateCutOffWithoutAnAnswerIsFollowedUp(t *testing.T) {
+	o, f := netTestOrchestrator(t, "", false)
+	var inHook atomic.Bool
+	f.Hook = func(_ context.Context, call string, arg any) error {
+		if call != "ContainerCreate" || inHook.Load() {
+			return nil
+		}
+		// The connection breaks at once; the daemon makes the container a
+		// moment later, after heph's first look.
+		time.AfterFunc(200*time.Millisecond, func() {
+			inHook.Store(true)
+			defer inHook.Store(false)
+			_, _ = f.ContainerCreate(context.Background(), arg.(engine.ContainerSpec))
+		})
+		return io.ErrUnexpectedEOF
+	}
+	_, err := o.CreateContainer(context.Background(), ContainerConfig{Image: "app:1"})
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	require.NoError(t, o.Teardown(context.Background()))
+	containers, _, _ := f.Counts()
+	require.Zero(t, containers)
+	require.Equal(t, 1, f.CallCount("ContainerRemove"))
+	require.GreaterOrEqual(t, f.CallCount("ContainerList"), 2, "it looked again after the first look found nothing")
 }
