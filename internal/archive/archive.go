@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -115,7 +116,7 @@ func BuildContext(w io.Writer, contextDir string, extra ...string) error {
 	}
 	tw := tar.NewWriter(w)
 	err = WriteTree(tw, contextDir, "", func(rel string, isDir bool) (bool, error) {
-		if keep[rel] {
+		if keep[rel] || isDir && holdsKept(keep, rel) {
 			return false, nil // the daemon needs them, whatever the patterns say
 		}
 		skip, err := pm.MatchesOrParentMatches(rel)
@@ -128,4 +129,16 @@ func BuildContext(w io.Writer, contextDir string, extra ...string) error {
 		return err
 	}
 	return tw.Close()
+}
+
+// holdsKept reports whether directory dir (slash-separated, relative to the
+// context) holds one of the files that are always sent: then it is walked,
+// and its other files are judged one by one.
+func holdsKept(keep map[string]bool, dir string) bool {
+	for k := range keep {
+		if strings.HasPrefix(k, dir+"/") {
+			return true
+		}
+	}
+	return false
 }

@@ -64,6 +64,11 @@ func Extract(r io.Reader, dst string) error {
 			if err != nil {
 				return err
 			}
+			// The archive's bits, not those the umask left, nor those of a
+			// file that was there.
+			if err := os.Chmod(target, mode); err != nil {
+				return err
+			}
 		case tar.TypeSymlink:
 			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 				return err

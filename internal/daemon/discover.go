@@ -308,12 +308,14 @@ func NormalizeHost(host string, useTLS bool) (string, error) {
 		}
 		scheme, rest = "tcp", host
 	}
-	switch strings.ToLower(scheme) {
+	// The SDK dials the scheme as written ("UNIX" is no network it
+	// knows): hand it the lower-case one.
+	switch lower := strings.ToLower(scheme); lower {
 	case "unix", "npipe":
 		if rest == "" {
-			return "", fmt.Errorf("%s:// needs a path", scheme)
+			return "", fmt.Errorf("%s:// needs a path", lower)
 		}
-		return scheme + "://" + rest, nil
+		return lower + "://" + rest, nil
 	case "tcp":
 		u, err := url.Parse("tcp://" + rest)
 		if err != nil {

@@ -34,7 +34,7 @@ type OpError struct {
 }
 
 // Error returns "heph: <op> "<subject>": <cause>", with one "heph: " prefix
-// however deep the cause's own errors nest.
+// however deep the cause's own errors nest (see Strip).
 func (e *OpError) Error() string {
 	cause := Strip(e.Err.Error())
 	if e.Subject == "" {
@@ -110,14 +110,25 @@ func Quote(v any) string {
 	return fmt.Sprintf("%v", v)
 }
 
-// Strip removes the leading "heph: " of a message (repeated ones too), so a
-// wrapped cause does not stutter.
+// Strip removes the leading "heph: " of a message (repeated ones too), and
+// every "heph: " that starts a part of it after ": " — a heph error that
+// was wrapped with fmt.Errorf("…: %w") on its way up — so a wrapped cause
+// does not stutter. Lines after the first (errors.Join) keep theirs: each
+// is a message of its own.
 func Strip(msg string) string {
+	first, rest, joined := strings.Cut(msg, "\n")
 	for {
-		rest, ok := strings.CutPrefix(msg, "heph: ")
+		f, ok := strings.CutPrefix(first, "heph: ")
 		if !ok {
-			return msg
+			break
 		}
-		msg = rest
+		first = f
 	}
+	for strings.Contains(first, ": heph: ") {
+		first = strings.ReplaceAll(first, ": heph: ", ": ")
+	}
+	if joined {
+		return first + "\n" + rest
+	}
+	return first
 }

@@ -155,24 +155,31 @@ func managedFilter(id string) engine.Filter {
 // when id != "").
 func listManaged(ctx context.Context, api engine.API, id string) ([]managedItem, error) {
 	f := managedFilter(id)
+	// "list containers of session "s1"", or "list heph's containers".
+	fail := func(kind string, err error) error {
+		if id == "" {
+			return engine.Op("list heph's "+kind, "", err, nil)
+		}
+		return engine.Op("list "+kind+" of session", id, err, nil)
+	}
 	var items []managedItem
 	cs, err := api.ContainerList(ctx, f)
 	if err != nil {
-		return nil, engine.Op("list containers of session", id, err, nil)
+		return nil, fail("containers", err)
 	}
 	for _, c := range cs {
 		items = append(items, item(ResourceContainer, c.ID, c.Name, c.Status, c.Created, c.Labels))
 	}
 	ns, err := api.NetworkList(ctx, f)
 	if err != nil {
-		return nil, engine.Op("list networks of session", id, err, nil)
+		return nil, fail("networks", err)
 	}
 	for _, n := range ns {
 		items = append(items, item(ResourceNetwork, n.ID, n.Name, "", n.Created, n.Labels))
 	}
 	vs, err := api.VolumeList(ctx, f)
 	if err != nil {
-		return nil, engine.Op("list volumes of session", id, err, nil)
+		return nil, fail("volumes", err)
 	}
 	for _, v := range vs {
 		items = append(items, item(ResourceVolume, v.Name, v.Name, "", v.Created, v.Labels))
@@ -318,13 +325,19 @@ func (r Removal) Run(ctx context.Context) (removed, kept []Resource, err error) 
 	b := r.Policy.Backoff.BackOff()
 	settled := r.Policy.Settle == 0
 	keptSeen := map[string]bool{}
+	lastLeft := map[string][]Resource{} // by session: what its last pass left
+	// The failures of the last pass the context did not cut: when the end
+	// comes during a pass, its failures say only "context deadline
+	// exceeded", the pass before says why nothing worked.
+	var failures []error
 	for {
 		var (
 			now, left []Resource
 			errs      []error
 		)
 		for _, id := range r.Sessions {
-			rm, l, k, err := r.pass(ctx, id)
+			rm, l, k, err := r.pass(ctx, id, lastLeft[id])
+			lastLeft[id] = l
 			now = append(now, rm...)
 			left = append(left, l...)
 			if err != nil {
@@ -339,6 +352,9 @@ func (r Removal) Run(ctx context.Context) (removed, kept []Resource, err error) 
 			}
 		}
 		removed = append(removed, now...)
+		if ctx.Err() == nil || failures == nil {
+			failures = errs
+		}
 		clean := len(left) == 0 && len(errs) == 0
 		switch {
 		case clean && len(now) == 0 && settled:
@@ -353,7 +369,7 @@ func (r Removal) Run(ctx context.Context) (removed, kept []Resource, err error) 
 			b.Reset() // everything found is removed: confirm at once
 		}
 		if err := retry.Sleep(ctx, b.NextBackOff()); err != nil {
-			return removed, kept, leftError(r.Sessions, left, time.Since(start), errs, err)
+			return removed, kept, leftError(r.Sessions, left, time.Since(start), failures, err)
 		}
 	}
 }
@@ -377,12 +393,14 @@ func leftError(ids []string, left []Resource, elapsed time.Duration, errs []erro
 // pass lists session id's resources and removes them: containers
 // concurrently (forced, with anonymous volumes), then networks, then volumes.
 // It returns what it removed, what it found but could not remove, and what
-// it left on purpose; a resource already gone is none of them.
-func (r Removal) pass(ctx context.Context, id string) (removed, left, kept []Resource, err error) {
+// it left on purpose; a resource already gone is none of them. When it
+// cannot list, what the previous pass left (prevLeft) is taken as still
+// there, so that a removal cut short while listing still says what is left.
+func (r Removal) pass(ctx context.Context, id string, prevLeft []Resource) (removed, left, kept []Resource, err error) {
 	items, err := listManaged(ctx, r.API, id)
 	if err != nil {
 		r.Logf("session %s: %v", id, err)
-		return nil, nil, nil, err
+		return nil, prevLeft, nil, err
 	}
 	var (
 		mu             sync.Mutex

@@ -58,6 +58,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,6 +106,7 @@ type Watchdog struct {
 	pipe     io.WriteCloser
 	log      string
 	exited   chan struct{} // closed when the process has exited (nil: never)
+	broken   bool          // a write to its pipe failed
 	sessions map[string]bool
 	kept     map[string]bool
 }
@@ -115,8 +117,11 @@ func NewFake(w io.WriteCloser, exited chan struct{}) *Watchdog {
 	return &Watchdog{pipe: w, exited: exited}
 }
 
-// alive reports whether the watchdog process still runs.
+// alive reports whether the watchdog process still runs and hears us.
 func (w *Watchdog) alive() bool {
+	if w.broken {
+		return false
+	}
 	if w.exited == nil {
 		return true
 	}
@@ -185,20 +190,17 @@ func (s *Set) Keep(ep engine.Endpoint, ids ...string) error {
 
 // send writes one command to ep's watchdog, starting it when there is none
 // and replacing it (telling the new one every earlier command) when it is
-// dead or its pipe is broken. s.mu is held.
+// dead or its pipe is broken. A dead watchdog stays in the set, with what it
+// was told, until a replacement has started: a failed start loses nothing,
+// the next call tries again and replays it all. s.mu is held.
 func (s *Set) send(ep engine.Endpoint, verb, arg string) error {
 	k := key(ep)
 	w := s.byKey[k]
+	if w != nil && w.alive() && w.tell(verb, arg) == nil {
+		return nil
+	}
 	if w != nil {
-		if w.alive() {
-			if err := w.tell(verb, arg); err == nil {
-				return nil
-			}
-		}
-		// The watchdog is gone (killed?): reap it and start another one
-		// that knows everything.
-		w.stop()
-		delete(s.byKey, k)
+		w.stop() // gone (killed?) or deaf: reap it
 	}
 	start := s.Start
 	if start == nil {
@@ -212,16 +214,25 @@ func (s *Set) send(ep engine.Endpoint, verb, arg string) error {
 		s.byKey = map[string]*Watchdog{}
 	}
 	s.byKey[k] = nw
-	var replay [][2]string
+	var cmds [][2]string
 	if w != nil {
-		for id := range w.sessions {
-			replay = append(replay, [2]string{"session", id})
+		for _, id := range sortedKeys(w.sessions) {
+			cmds = append(cmds, [2]string{"session", id})
 		}
-		for id := range w.kept {
-			replay = append(replay, [2]string{"keep", id})
+		for _, id := range sortedKeys(w.kept) {
+			cmds = append(cmds, [2]string{"keep", id})
 		}
 	}
-	for _, c := range append(replay, [2]string{verb, arg}) {
+	if w == nil || !w.told(verb, arg) {
+		cmds = append(cmds, [2]string{verb, arg})
+	}
+	// The new watchdog answers for all of it from now on, even if a line
+	// below cannot be written: then it is marked broken, and the next call
+	// replaces it and replays everything again.
+	for _, c := range cmds {
+		nw.remember(c[0], c[1])
+	}
+	for _, c := range cmds {
 		if err := nw.tell(c[0], c[1]); err != nil {
 			return fmt.Errorf("%w: tell it %s %s: %w (its log: %s)", errs.Watchdog, c[0], c[1], err, nw.log)
 		}
@@ -229,11 +240,28 @@ func (s *Set) send(ep engine.Endpoint, verb, arg string) error {
 	return nil
 }
 
-// tell writes one command line to the watchdog and remembers it.
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// tell writes one command line to the watchdog and remembers it; a failed
+// write marks the watchdog broken.
 func (w *Watchdog) tell(verb, arg string) error {
 	if _, err := io.WriteString(w.pipe, verb+" "+arg+"\n"); err != nil {
+		w.broken = true
 		return err
 	}
+	w.remember(verb, arg)
+	return nil
+}
+
+// remember records a command the watchdog is responsible for.
+func (w *Watchdog) remember(verb, arg string) {
 	m := &w.sessions
 	if verb == "keep" {
 		m = &w.kept
@@ -242,7 +270,14 @@ func (w *Watchdog) tell(verb, arg string) error {
 		*m = map[string]bool{}
 	}
 	(*m)[arg] = true
-	return nil
+}
+
+// told reports whether the watchdog was given this command.
+func (w *Watchdog) told(verb, arg string) bool {
+	if verb == "keep" {
+		return w.kept[arg]
+	}
+	return w.sessions[arg]
 }
 
 // StartProcess starts the watchdog process for ep — this very binary,
