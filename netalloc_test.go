@@ -280,3 +280,17 @@ func TestAllStartsOfATestShareOneNetworkAttempt(t *testing.T) {
 	_, err := st.network(context.Background(), o)
 	require.ErrorIs(t, err, boom, "a later start of the failed test fails the same way")
 }
+
+func TestADaemonThatRefusesEverySubnetSendsHephToThePools(t *testing.T) {
+	o, f := netTestOrchestrator(t, "", false)
+	f.Hook = func(_ context.Context, call string, arg any) error {
+		if spec, ok := arg.(engine.NetworkSpec); ok && call == "NetworkCreate" && spec.Subnet.IsValid() {
+			return errors.New("Error response from daemon: Pool overlaps with other one on this address space")
+		}
+		return nil
+	}
+	n, err := o.CreateNetwork(context.Background(), NetworkConfig{})
+	require.NoError(t, err)
+	require.Empty(t, subnetOf(t, f, n.ID()), "from the pools")
+	require.Equal(t, maxOverlaps+1, f.CallCount("NetworkCreate"), "after a bounded number of refused subnets")
+}

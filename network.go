@@ -38,6 +38,11 @@ import (
 // ErrInvalidConfig before any Docker call.
 const EnvSubnets = subnet.Env
 
+// maxOverlaps bounds the subnets one create tries that the daemon says
+// overlap: a few when processes race for the same ones, while a daemon that
+// refuses every one (it sees a clash heph cannot) sends heph to its pools.
+const maxOverlaps = 32
+
 // poolWindow is how many waiters in line try the daemon's pools at once:
 // one at a time leaves pools idle between turns, a few keep them busy and
 // still serve in order (see internal/turns' BenchmarkFairness).
@@ -94,7 +99,8 @@ func (o *Orchestrator) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*N
 
 // createOwnNetwork creates the network on a free subnet of plan's ranges.
 // It returns neither network nor error when the plan cannot serve here: the
-// default ranges and a daemon whose host heph cannot see, or no subnet left.
+// default ranges and a daemon whose host heph cannot see, no subnet left, or
+// maxOverlaps subnets refused as overlapping.
 func (o *Orchestrator) createOwnNetwork(ctx context.Context, plan subnet.Plan, spec engine.NetworkSpec) (*Network, error) {
 	nets, err := o.api.NetworkList(ctx, engine.Filter{})
 	if err != nil {
@@ -112,6 +118,7 @@ func (o *Orchestrator) createOwnNetwork(ctx context.Context, plan subnet.Plan, s
 	if !sees && !plan.Explicit {
 		return nil, nil
 	}
+	overlaps := 0
 	for s := range plan.Walk(append(taken, host...), nil) {
 		release, ok := subnet.Reserve(s)
 		if !ok {
@@ -126,6 +133,9 @@ func (o *Orchestrator) createOwnNetwork(ctx context.Context, plan subnet.Plan, s
 			return n, nil
 		case subnet.IsOverlap(err) && ctx.Err() == nil:
 			subnet.Counters.Overlaps.Add(1) // another process took it first
+			if overlaps++; overlaps == maxOverlaps {
+				return nil, nil
+			}
 		default:
 			return nil, err
 		}

@@ -52,6 +52,7 @@ type summary struct {
 	mode                              string
 	wall                              time.Duration
 	p50, p99, max                     time.Duration
+	procMax                           []time.Duration // each process's slowest test
 	own, pooled, overlaps, retries    int64
 	leftovers                         int
 }
@@ -110,7 +111,8 @@ func run(procsFlag string, tests int, modes, startup, subnets, logs string) erro
 				return err
 			}
 			rows = append(rows, s)
-			fmt.Printf("%s: %d×%d: %d/%d passed in %s\n", s.mode, n, tests, s.passed, s.procs*s.tests, s.wall.Round(time.Millisecond))
+			fmt.Printf("%s: %d×%d: %d/%d passed in %s; each process's slowest start to ready: %v\n",
+				s.mode, n, tests, s.passed, s.procs*s.tests, s.wall.Round(time.Millisecond), s.procMax)
 		}
 	}
 	fmt.Printf("\n%-8s | %-6s | %-6s | %-9s | %-8s | %-8s | %-8s | %-29s | %-8s | %s\n",
@@ -179,6 +181,7 @@ func runOnce(dir, bin, mode string, procs, tests int, startup, subnets string) (
 		if err != nil {
 			return s, err
 		}
+		slowest := time.Duration(0)
 		for _, r := range rs {
 			if r.Test < 0 {
 				s.own += r.Own
@@ -190,8 +193,11 @@ func runOnce(dir, bin, mode string, procs, tests int, startup, subnets string) (
 			if r.Passed {
 				s.passed++
 			}
-			ready = append(ready, time.Duration(r.ReadyMillis*float64(time.Millisecond)))
+			d := time.Duration(r.ReadyMillis * float64(time.Millisecond))
+			ready = append(ready, d)
+			slowest = max(slowest, d)
 		}
+		s.procMax = append(s.procMax, slowest.Round(100*time.Millisecond))
 	}
 	slices.Sort(ready)
 	if len(ready) > 0 {
