@@ -158,15 +158,27 @@ func (o *Orchestrator) createPooledNetwork(ctx context.Context, spec engine.Netw
 	start := time.Now()
 	attempts := 0
 	var n *Network
+	var said error = errors.New("nothing: others were ahead in line all along") // the daemon's last refusal
 	try := func(ctx context.Context) error {
 		if attempts++; attempts > 1 {
 			subnet.Counters.PoolRetries.Add(1)
 		}
 		var err error
-		if n, err = o.createNetwork(ctx, spec); err != nil && !errors.Is(err, ErrNetworkPoolExhausted) {
-			return retry.Permanent(err)
+		n, err = o.createNetwork(ctx, spec)
+		if op := new(errs.OpError); errors.Is(err, ErrNetworkPoolExhausted) && errors.As(err, &op) {
+			said = op.Err // the daemon's own words, without heph's prefix
 		}
 		return err
+	}
+	poll := func(ctx context.Context) error {
+		switch err := try(ctx); {
+		case errors.Is(err, ErrNetworkPoolExhausted):
+			return errors.New("exhausted")
+		case err != nil && retry.Ending(ctx):
+			return err // cut short while waiting for a pool: the pools are the reason
+		default:
+			return retry.Permanent(err) // nil, or a failure of its own
+		}
 	}
 	if line == nil || !line.Busy() {
 		if err := try(ctx); !errors.Is(err, ErrNetworkPoolExhausted) {
@@ -181,29 +193,21 @@ func (o *Orchestrator) createPooledNetwork(ctx context.Context, spec engine.Netw
 	if line != nil {
 		var turn *turns.Turn
 		if turn, err = line.Join(ctx, poolWindow); err == nil {
-			err = retry.Poll(ctx, policy, try)
+			err = retry.Poll(ctx, policy, poll)
 			turn.Done()
 		} else if ctx.Err() == nil { // the line is unreadable: wait without it
-			err = retry.Poll(ctx, policy, try)
+			err = retry.Poll(ctx, policy, poll)
 		}
 	} else {
-		err = retry.Poll(ctx, policy, try)
+		err = retry.Poll(ctx, policy, poll)
 	}
 	if err == nil {
 		subnet.Counters.Pooled.Add(1)
 		return n, nil
 	}
-	if ctx.Err() == nil && !errors.Is(err, ErrNetworkPoolExhausted) {
+	var stopped *retry.Stopped
+	if !errors.As(err, &stopped) {
 		return nil, err // a failure of its own (the daemon is gone, …)
-	}
-	var said error = errors.New("nothing: others were ahead in line all along")
-	if last := new(retry.Stopped); errors.As(err, &last) && last.Last != nil {
-		said = last.Last
-	} else if !errors.As(err, &last) && err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		said = err
-	}
-	if op := new(errs.OpError); errors.As(said, &op) {
-		said = op.Err // the daemon's own words, without heph's prefix
 	}
 	own := "heph's own subnets (" + EnvSubnets + "=" + plan.String() + ") could not be used here"
 	if plan.Pools() {
