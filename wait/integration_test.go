@@ -9,8 +9,8 @@ package wait_test
 // reported ready with the moment the app was ready.
 //
 // Containers started with Start(t) each get the test's own network; the bulk
-// runs use Run on Docker's default bridge, to keep the daemon's small pool of
-// bridge networks for other tests.
+// runs use Run on Docker's default bridge, sparing the daemon, which creates
+// and removes networks one at a time, the work for the other packages' tests.
 
 import (
 	"bytes"
