@@ -5,14 +5,23 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS        ?= ./...
 # The whole suite (unit + integration) must finish well inside CI's 90 minutes.
 TEST_TIMEOUT ?= 30m
+# Child programs of the tests, which ./... leaves out (vetted, not run).
+TESTDATA_PKGS = ./testdata/scale ./testdata/reaperchild ./testdata/childtests
 
-.PHONY: all test unit integration examples bench lint fmt vet staticcheck tidy-check ci
+.PHONY: all test stress unit integration examples bench bench-scale lint fmt vet staticcheck tidy-check ci
 
 all: lint test
 
 ## test: unit and integration tests against the real Docker daemon, with -race.
 test:
 	$(GO) test -race -tags integration -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## stress: the tests that take much of the daemon (dozens of networks and
+## containers at once, every default address pool), alone: one package at a
+## time, after `make test`, never beside other packages' tests (those that
+## exhaust the pools also lock them across processes).
+stress:
+	$(GO) test -race -tags 'integration stress' -count=1 -p 1 -run '^TestStress' -timeout $(TEST_TIMEOUT) $(PKGS)
 
 ## unit: unit tests only; needs no Docker.
 unit:
@@ -26,6 +35,14 @@ examples:
 bench:
 	$(GO) test -tags integration -run '^$$' -bench . -benchtime 20x -timeout $(TEST_TIMEOUT) $(PKGS)
 
+## bench-scale: N processes × M parallel tests on one daemon, each test with
+## its own network and 2 containers, against the same on the default bridge
+## (needs Docker; prints a table; see internal/scalebench).
+SCALE_PROCS ?= 4,8
+SCALE_TESTS ?= 25
+bench-scale:
+	$(GO) run ./internal/scalebench -procs $(SCALE_PROCS) -tests $(SCALE_TESTS)
+
 ## lint: formatting, vet (with and without the integration tag), staticcheck, go mod tidy.
 lint: fmt vet staticcheck tidy-check
 
@@ -36,10 +53,12 @@ fmt:
 vet:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags integration $(PKGS)
+	$(GO) vet -tags 'integration stress' $(PKGS) $(TESTDATA_PKGS)
 
 staticcheck:
 	$(STATICCHECK) $(PKGS)
 	$(STATICCHECK) -tags integration $(PKGS)
+	$(STATICCHECK) -tags 'integration stress' $(PKGS) $(TESTDATA_PKGS)
 
 tidy-check:
 	@cp go.mod /tmp/heph-go.mod.bak; cp go.sum /tmp/heph-go.sum.bak; \
@@ -49,4 +68,4 @@ tidy-check:
 		cp /tmp/heph-go.mod.bak go.mod; cp /tmp/heph-go.sum.bak go.sum; exit 1; fi
 
 ## ci: what .ci/run runs once Docker is up.
-ci: lint test
+ci: lint test stress

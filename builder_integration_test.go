@@ -48,11 +48,17 @@ func execOut(t *testing.T, c *heph.Container, cmd ...string) heph.ExecResult {
 	return res
 }
 
-// TestManyTestsEachOnItsOwnNetwork: 20 tests × 3 containers at once; each
+// TestTestsEachOnTheirOwnNetwork: 4 tests × 3 containers at once; each
 // container reaches its siblings by service name and cannot reach the
-// containers of another test, by address or by name.
-func TestManyTestsEachOnItsOwnNetwork(t *testing.T) {
-	const tests = 20
+// containers of another test, by address or by name. (`make stress` runs
+// 20 tests; `make bench-scale` hundreds.)
+func TestTestsEachOnTheirOwnNetwork(t *testing.T) {
+	t.Parallel()
+	testsOnTheirOwnNetworks(t, 4)
+}
+
+// testsOnTheirOwnNetworks runs tests tests × 3 containers at once.
+func testsOnTheirOwnNetworks(t *testing.T, tests int) {
 	server := heph.NewContainer(testenv.Image(t)).
 		WithCmd("-http", ":8080").
 		WithExposedPorts("8080").
@@ -145,48 +151,6 @@ func (b *barrier) arrive() {
 }
 
 func (b *barrier) wait() { <-b.done }
-
-// TestNetworkPoolExhaustion: 40 tests at once, each with its own network,
-// more than Docker's default pools hold. All pass; the retry path ran.
-func TestNetworkPoolExhaustion(t *testing.T) {
-	const tests = 40
-	before := heph.NetworkPoolRetries()
-	var mu sync.Mutex
-	created := 0
-	released := make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { close(released) }) }
-
-	start := time.Now()
-	concurrently(t, tests, func(t *testing.T, i int) {
-		n := heph.TestNetwork(t)
-		require.NotEmpty(t, n.ID())
-		mu.Lock()
-		created++
-		if created == tests {
-			release()
-		}
-		mu.Unlock()
-		// Hold the network until some other test had to retry (or all hold
-		// one, which the assertion below rejects): this makes exhaustion
-		// certain instead of a matter of timing.
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		for heph.NetworkPoolRetries() == before {
-			select {
-			case <-released:
-				return
-			case <-ctx.Done():
-				t.Fatal("no test retried and not all networks exist")
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-		release()
-	})
-	retries := heph.NetworkPoolRetries() - before
-	t.Logf("%d tests with a network each: %d retries on exhausted pools, %s in all", tests, retries, time.Since(start))
-	require.Positive(t, retries, "the daemon's pools were never exhausted: the retry path did not run")
-}
 
 func TestStopAndStartKeepTheHandlesPortsRight(t *testing.T) {
 	t.Parallel()

@@ -22,8 +22,10 @@ import (
 //
 // An invalid cfg is refused before any Docker call with an error matching
 // ErrInvalidConfig. A missing image gives ErrImageNotFound; credentials its
-// registry refuses give ErrRegistryAuth. If a step after
-// the create fails, the container is removed before the error is returned.
+// registry refuses give ErrRegistryAuth. If a step after the create fails,
+// the container is removed before the error is returned; a container (and
+// volume) the daemon still creates after ctx ended is removed in the
+// background, and Teardown waits for that.
 // The container is tracked until it is removed (Container.Terminate,
 // RemoveContainer) or Teardown removes it.
 func (o *Orchestrator) CreateContainer(ctx context.Context, cfg ContainerConfig) (*Container, error) {
@@ -57,7 +59,10 @@ func (o *Orchestrator) createContainer(ctx context.Context, cfg ContainerConfig,
 	name := newName(cfg.Service)
 	o.trackVolumes(cfg.Mounts)
 	access := o.ports(ctx)
-	id, err := o.api.ContainerCreate(ctx, o.spec(name, access.BindIP, cfg))
+	spec := o.spec(name, access.BindIP, cfg)
+	id, err := o.create(ctx, containerObject, name, func(ctx context.Context) (string, error) {
+		return o.api.ContainerCreate(ctx, spec)
+	})
 	if err != nil {
 		return nil, wrap("create container", name, err, ErrImageNotFound)
 	}

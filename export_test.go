@@ -6,11 +6,12 @@ import (
 	"sync"
 
 	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/subnet"
 )
 
 // NetworkPoolRetries returns how many network creations were retried because
 // Docker's address pools were exhausted (for the integration tests).
-func NetworkPoolRetries() int64 { return poolRetries.Load() }
+func NetworkPoolRetries() int64 { return subnet.Counters.PoolRetries.Load() }
 
 // ImageCalls counts the image calls an Orchestrator makes to its daemon.
 type ImageCalls struct {

@@ -109,6 +109,8 @@ type Orchestrator struct {
 	jobs    imagepull.Group   // the pulls and builds under way
 	built   sync.Map          // tags of images this Orchestrator built (not found)
 
+	reclaims reclaims // creates whose callers gave up (reclaim.go)
+
 	mu         sync.Mutex
 	containers map[string]string // container ID → name
 	networks   map[string]string // network ID → name
@@ -335,10 +337,12 @@ func (o *Orchestrator) ports(ctx context.Context) daemon.Access {
 // tracks, concurrently, then every network it created, then the named
 // volumes heph made (for its mounts, or another session's) that its
 // containers mounted — but one another session's container still uses: a
-// named volume is shared by name, and its last user removes it. It returns
-// every failure joined; resources already gone are not failures. It may be
-// called more than once.
+// named volume is shared by name, and its last user removes it. First it
+// waits (within ctx) for the removal of what creates made after their
+// callers gave up. It returns every failure joined; resources already gone
+// are not failures. It may be called more than once.
 func (o *Orchestrator) Teardown(ctx context.Context) error {
+	reclaimErr := o.reclaims.wait(ctx)
 	o.mu.Lock()
 	ids := make([]string, 0, len(o.containers))
 	for id := range o.containers {
@@ -352,6 +356,7 @@ func (o *Orchestrator) Teardown(ctx context.Context) error {
 		}
 		return nil
 	})
+	errs = append(errs, reclaimErr)
 
 	o.mu.Lock()
 	nets := make([]string, 0, len(o.networks))

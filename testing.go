@@ -190,8 +190,9 @@ func (r ContainerRequest) decorate(ctx context.Context, c *Container, err error)
 // first use (Start calls it for every container of the test). Each test and
 // each subtest has its own: its containers reach each other by service name
 // and cannot reach another test's. It is removed when the test ends, after
-// the test's containers. When Docker's address pools are exhausted, creating
-// it retries with backoff while other tests free theirs, for up to
+// the test's containers. It gets a subnet of its own (see EnvSubnets); when
+// it falls back to Docker's address pools and they are exhausted, creating
+// it waits its turn while other tests free theirs, for up to
 // DefaultStartupTimeout; then the test fails with what happened and what to
 // do. TestNetwork must be called from the test's goroutine.
 func TestNetwork(t testing.TB) *Network {
@@ -217,6 +218,7 @@ type testState struct {
 
 	mu         sync.Mutex
 	net        *Network
+	netErr     error // the one attempt at net failed: every start fails with it
 	containers []*Container
 
 	logCtx    context.Context
@@ -268,18 +270,17 @@ func (st *testState) start(r ContainerRequest) (*Container, error) {
 	return r.start(ctx, o, net, st.t.Name(), st)
 }
 
-// network returns the test's network, creating it the first time.
+// network returns the test's network, creating it the first time. A test
+// makes one attempt: the concurrent starts of StartAll wait for it, and when
+// it fails they all fail with its error instead of each trying a network of
+// its own.
 func (st *testState) network(ctx context.Context, o *Orchestrator) (*Network, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.net == nil {
-		n, err := o.CreateNetwork(ctx, NetworkConfig{internalLabels: map[string]string{LabelTest: st.t.Name()}})
-		if err != nil {
-			return nil, err
-		}
-		st.net = n
+	if st.net == nil && st.netErr == nil {
+		st.net, st.netErr = o.CreateNetwork(ctx, NetworkConfig{internalLabels: map[string]string{LabelTest: st.t.Name()}})
 	}
-	return st.net, nil
+	return st.net, st.netErr
 }
 
 func (st *testState) add(c *Container) {
@@ -408,6 +409,11 @@ func (st *testState) teardown() {
 		}
 	}
 	if net != nil {
+		// A container whose create outlived its start still sits on the
+		// network until its removal, which this waits for.
+		if err := net.o.reclaims.wait(ctx); err != nil {
+			st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
+		}
 		if err := net.Remove(ctx); err != nil {
 			st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
 		}

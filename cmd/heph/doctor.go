@@ -18,6 +18,7 @@ import (
 	"github.com/heph-go/heph/internal/envflag"
 	"github.com/heph-go/heph/internal/retry"
 	"github.com/heph-go/heph/internal/sessions"
+	"github.com/heph-go/heph/internal/subnet"
 )
 
 // Check statuses.
@@ -190,7 +191,7 @@ func (e env) runChecks(ctx context.Context) []check {
 		checks = skipRest("needs a network", "image", "container", "port")
 		return finish()
 	}
-	add("network", statusOK, "created "+netw.Name(), "")
+	add("network", statusOK, "created "+netw.Name()+networkWhere(ctx, api, netw.Name()), "")
 
 	start := time.Now()
 	img, err := buildProbeImage(ctx, o, v)
@@ -283,10 +284,36 @@ func networkFix(err error) string {
 	case errors.Is(err, heph.ErrWatchdog):
 		return fmt.Sprintf("heph starts a watchdog process (this binary, re-executed) before it creates anything;\nthe message says why it could not; %s=off runs without it", heph.EnvReaper)
 	case errors.Is(err, heph.ErrNetworkPoolExhausted):
-		return "the daemon's address pools are used up: `heph prune --stale` and `docker network prune`,\nor give dockerd more with default-address-pools in daemon.json"
+		return "heph's own subnets could not be used and the daemon's address pools are used up:\n" +
+			"give heph a free range (" + heph.EnvSubnets + "=10.213.0.0/16), `heph prune --stale` and `docker network prune`,\n" +
+			"or give dockerd more with default-address-pools in daemon.json"
 	default:
 		return "check that `docker network create` works; the daemon's log says more"
 	}
+}
+
+// networkWhere says where the network's subnet came from: heph's own
+// range (HEPH_SUBNETS) or the daemon's default pools; "" when the daemon
+// does not say.
+func networkWhere(ctx context.Context, api engine.API, name string) string {
+	nets, err := api.NetworkList(ctx, engine.Filter{}.Add("name", name))
+	if err != nil {
+		return ""
+	}
+	for _, n := range nets {
+		if n.Name != name || len(n.Subnets) == 0 {
+			continue
+		}
+		s := n.Subnets[0].Prefix
+		plan, _ := subnet.Parse(os.Getenv(heph.EnvSubnets))
+		for _, r := range plan.Ranges {
+			if r.Base.Overlaps(s) {
+				return fmt.Sprintf(" on %s, in heph's own range %s (%s)", s, r.Base, heph.EnvSubnets)
+			}
+		}
+		return fmt.Sprintf(" on %s, from the daemon's default address pools", s)
+	}
+	return ""
 }
 
 // portCheck dials the container's published port where heph's tests reach

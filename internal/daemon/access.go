@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -109,10 +110,24 @@ func daemonGateways(ctx context.Context, api engine.API) map[netip.Addr]bool {
 		return nil
 	}
 	gws := map[netip.Addr]bool{}
+	for _, g := range Gateways(nets) {
+		gws[g] = true
+	}
+	return gws
+}
+
+// Gateways returns the gateway addresses of the IPv4 subnets of nets: the
+// one the daemon reports, else the subnet's first address, which the daemon
+// takes when none was asked for (it does not report the default bridge's).
+func Gateways(nets []engine.Network) []netip.Addr {
+	var gws []netip.Addr
 	for _, n := range nets {
 		for _, s := range n.Subnets {
-			if s.Gateway.IsValid() {
-				gws[s.Gateway.Unmap()] = true
+			switch {
+			case s.Gateway.IsValid():
+				gws = append(gws, s.Gateway.Unmap())
+			case s.Prefix.IsValid() && s.Prefix.Addr().Is4() && s.Prefix.Bits() < 31:
+				gws = append(gws, s.Prefix.Masked().Addr().Next())
 			}
 		}
 	}
@@ -122,24 +137,116 @@ func daemonGateways(ctx context.Context, api engine.API) map[netip.Addr]bool {
 // defaultGateway reads the IPv4 default route's gateway from
 // /proc/net/route.
 func defaultGateway(env HostEnv) (string, bool) {
-	b, err := env.ReadFile(env.Routes)
+	rs, err := readRoutes(env)
 	if err != nil {
 		return "", false
 	}
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 3 || f[1] != "00000000" {
-			continue
-		}
-		raw, err := hex.DecodeString(f[2])
-		if err != nil || len(raw) != 4 {
-			continue
-		}
-		var ip [4]byte
-		binary.BigEndian.PutUint32(ip[:], binary.LittleEndian.Uint32(raw))
-		if a := netip.AddrFrom4(ip); !a.IsUnspecified() {
-			return a.String(), true
+	for _, r := range rs {
+		if r.dest.Bits() == 0 && r.gateway.IsValid() && !r.gateway.IsUnspecified() {
+			return r.gateway.String(), true
 		}
 	}
 	return "", false
+}
+
+// route is one line of /proc/net/route.
+type route struct {
+	dest    netip.Prefix
+	gateway netip.Addr
+}
+
+// readRoutes reads the IPv4 routes of the main table from /proc/net/route,
+// whose addresses are little-endian hex; malformed lines are passed over.
+func readRoutes(env HostEnv) ([]route, error) {
+	if env.ReadFile == nil {
+		return nil, errors.New("no route table to read")
+	}
+	b, err := env.ReadFile(env.Routes)
+	if err != nil {
+		return nil, err
+	}
+	hexAddr := func(s string) (netip.Addr, bool) {
+		raw, err := hex.DecodeString(s)
+		if err != nil || len(raw) != 4 {
+			return netip.Addr{}, false
+		}
+		var ip [4]byte
+		binary.BigEndian.PutUint32(ip[:], binary.LittleEndian.Uint32(raw))
+		return netip.AddrFrom4(ip), true
+	}
+	var out []route
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		dest, ok1 := hexAddr(f[1])
+		gw, ok2 := hexAddr(f[2])
+		if !ok1 || !ok2 {
+			continue
+		}
+		bits := 0 // a line cut before its mask is taken for the default route only
+		if len(f) >= 8 {
+			mask, ok := hexAddr(f[7])
+			if !ok {
+				continue
+			}
+			m := mask.As4()
+			for v := binary.BigEndian.Uint32(m[:]); v&(1<<31) != 0; v <<= 1 {
+				bits++
+			}
+		} else if !dest.IsUnspecified() {
+			continue
+		}
+		out = append(out, route{dest: netip.PrefixFrom(dest, bits).Masked(), gateway: gw})
+	}
+	return out, nil
+}
+
+// HostPrefixes returns the address ranges in use on the daemon's host — the
+// destinations of its routes (but the default route) and the networks of
+// its interface addresses — for choosing a network's subnet that clashes
+// with none of them. gateways are the gateways of the daemon's networks
+// (see Gateways).
+//
+// ok is false when this process cannot see the daemon's host network: a
+// remote daemon; a local daemon seen from inside another container
+// (/.dockerenv, and none of gateways among this process's addresses); or
+// interface addresses that cannot be read. A route table that cannot be
+// read (not Linux) leaves the interface addresses alone.
+func HostPrefixes(ep engine.Endpoint, env HostEnv, gateways []netip.Addr) (prefixes []netip.Prefix, ok bool) {
+	if !isLocal(ep) || env.InterfaceAddrs == nil {
+		return nil, false
+	}
+	addrs, err := env.InterfaceAddrs()
+	if err != nil {
+		return nil, false
+	}
+	own := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil {
+			continue
+		}
+		own[p.Addr().Unmap()] = true
+		if p.Addr().Is4() {
+			prefixes = append(prefixes, p.Masked())
+		}
+	}
+	if env.Exists != nil && env.Exists(env.DockerEnv) {
+		shared := false
+		for _, g := range gateways {
+			shared = shared || own[g.Unmap()]
+		}
+		if !shared {
+			return nil, false
+		}
+	}
+	rs, _ := readRoutes(env)
+	for _, r := range rs {
+		if r.dest.Bits() > 0 {
+			prefixes = append(prefixes, r.dest)
+		}
+	}
+	return prefixes, true
 }
