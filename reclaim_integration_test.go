@@ -12,6 +12,7 @@ import (
 
 	"github.com/heph-go/heph"
 	"github.com/heph-go/heph/internal/testenv"
+	"github.com/heph-go/heph/internal/testenv/faultproxy"
 )
 
 // TestCreatesThatOutliveTheirContextAgainstTheDaemon goes through a proxy that
@@ -28,15 +29,16 @@ func TestCreatesThatOutliveTheirContextAgainstTheDaemon(t *testing.T) {
 	docker := testenv.Docker(t)
 	for _, tc := range []struct {
 		name  string
-		fault testenv.CreateFault
+		fault faultproxy.Fault
 	}{
-		{"AnswerLate", testenv.AnswerLate},
-		{"CutThenCreate", testenv.CutThenCreate},
+		{"AnswerLate", faultproxy.AnswerLate},
+		{"CutThenCreate", faultproxy.CutThenForward},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The answer comes (or the create is made) 2 s after the
 			// request, well after the caller's deadline of 300 ms.
-			p := testenv.StartSlowCreateProxy(t, tc.fault, 2*time.Second)
+			p := faultproxy.New(t)
+			creates := p.Add(&faultproxy.Rule{Method: "POST", Path: `^/(containers|networks)/create$`, Fault: tc.fault, Delay: 2 * time.Second})
 			o, err := heph.NewOrchestrator(heph.Daemon{Host: p.Host})
 			require.NoError(t, err)
 			defer o.Close()
@@ -50,7 +52,7 @@ func TestCreatesThatOutliveTheirContextAgainstTheDaemon(t *testing.T) {
 			_, err = o.CreateContainer(ctx, heph.ContainerConfig{Image: image, Service: "late",
 				Mounts: []heph.Mount{{Type: heph.MountVolume, Source: "heph-late-" + o.Session()[:8], Target: "/data"}}})
 			require.Error(t, err, "the caller hears no answer in time")
-			if tc.fault == testenv.AnswerLate {
+			if tc.fault == faultproxy.AnswerLate {
 				require.ErrorIs(t, err, context.DeadlineExceeded)
 			}
 
@@ -59,7 +61,7 @@ func TestCreatesThatOutliveTheirContextAgainstTheDaemon(t *testing.T) {
 			defer cancel()
 			require.NoError(t, o.Teardown(tctx))
 			t.Logf("%s: Teardown waited %s for the late creates to be removed", tc.name, time.Since(start).Round(time.Millisecond))
-			require.Equal(t, int64(2), p.Creates.Load(), "the daemon did get both creates")
+			require.Eventually(t, func() bool { return creates.Answered() == 2 }, time.Minute, 10*time.Millisecond, "the daemon did get both creates")
 
 			f := make(client.Filters).Add("label", heph.LabelSession+"="+o.Session())
 			cs, err := docker.ContainerList(context.Background(), client.ContainerListOptions{All: true, Filters: f})
