@@ -3,6 +3,7 @@ package heph
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"sort"
@@ -18,6 +19,7 @@ import (
 	"github.com/heph-go/heph/internal/imagepull"
 	"github.com/heph-go/heph/internal/labels"
 	"github.com/heph-go/heph/internal/registryauth"
+	"github.com/heph-go/heph/internal/retry"
 	"github.com/heph-go/heph/internal/sessions"
 	"github.com/heph-go/heph/internal/watchdog"
 )
@@ -339,8 +341,10 @@ func (o *Orchestrator) ports(ctx context.Context) daemon.Access {
 // containers mounted — but one another session's container still uses: a
 // named volume is shared by name, and its last user removes it. First it
 // waits (within ctx) for the removal of what creates made after their
-// callers gave up. It returns every failure joined; resources already gone
-// are not failures. It may be called more than once.
+// callers gave up. A removal that fails because the daemon does not answer
+// (a restart) is tried again with backoff for up to 30 s, within ctx. It
+// returns every failure joined; resources already gone are not failures. It
+// may be called more than once.
 func (o *Orchestrator) Teardown(ctx context.Context) error {
 	reclaimErr := o.reclaims.wait(ctx)
 	o.mu.Lock()
@@ -351,7 +355,8 @@ func (o *Orchestrator) Teardown(ctx context.Context) error {
 	o.mu.Unlock()
 
 	errs := eachConcurrently(ids, func(_ int, id string) error {
-		if err := o.RemoveContainer(ctx, id); !errors.Is(err, ErrContainerNotFound) {
+		_, err := untilAnswered(ctx, func() error { return o.RemoveContainer(ctx, id) })
+		if !errors.Is(err, ErrContainerNotFound) {
 			return err
 		}
 		return nil
@@ -365,12 +370,49 @@ func (o *Orchestrator) Teardown(ctx context.Context) error {
 	}
 	o.mu.Unlock()
 	for _, id := range nets {
-		if err := o.removeNetwork(ctx, id); !errors.Is(err, ErrNetworkNotFound) {
+		_, err := untilAnswered(ctx, func() error { return o.removeNetwork(ctx, id) })
+		if !errors.Is(err, ErrNetworkNotFound) {
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, o.removeSessionVolumes(ctx))
+	_, err := untilAnswered(ctx, func() error { return o.removeSessionVolumes(ctx) })
+	errs = append(errs, err)
 	return errors.Join(errs...)
+}
+
+// teardownRetry paces a removal while the daemon does not answer, for up
+// to teardownPatience.
+var (
+	teardownRetry    = retry.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.3}
+	teardownPatience = 30 * time.Second
+)
+
+// untilAnswered calls remove until it does not fail for want of the daemon
+// (ErrDockerUnavailable: a daemon restarting, a socket briefly gone), for
+// up to teardownPatience or until ctx ends, and returns how long it waited
+// for the daemon and remove's last error — which, when the daemon never
+// answered, says how long it was tried.
+func untilAnswered(ctx context.Context, remove func() error) (time.Duration, error) {
+	start := time.Now()
+	var last error
+	tries := 0
+	pctx, cancel := context.WithTimeout(ctx, teardownPatience)
+	defer cancel()
+	_ = retry.Poll(pctx, teardownRetry, func(context.Context) error {
+		tries++
+		if last = remove(); errors.Is(last, ErrDockerUnavailable) {
+			return last
+		}
+		return nil
+	})
+	if tries == 1 {
+		return 0, last
+	}
+	waited := time.Since(start).Round(time.Millisecond)
+	if errors.Is(last, ErrDockerUnavailable) {
+		return waited, fmt.Errorf("%w (the daemon did not answer %d tries over %s)", last, tries, waited)
+	}
+	return waited, last
 }
 
 // removeSessionVolumes removes the named volumes labelled with this session

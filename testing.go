@@ -402,21 +402,28 @@ func (st *testState) teardown() {
 		return
 	}
 
-	failures := eachConcurrently(containers, func(_ int, c *Container) error { return c.Terminate(ctx) })
-	for _, err := range failures {
-		if err != nil {
+	// Each removal outlasts a daemon that does not answer for a while (a
+	// restart), within the teardown's time, and says so.
+	remove := func(what string, op func() error) {
+		waited, err := untilAnswered(ctx, op)
+		switch {
+		case err != nil:
 			st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
+		case waited > 0:
+			st.t.Logf("heph: teardown: removed %s after the daemon did not answer for %s", what, waited)
 		}
 	}
+	eachConcurrently(containers, func(_ int, c *Container) error {
+		remove("container "+c.name, func() error { return c.Terminate(ctx) })
+		return nil
+	})
 	if net != nil {
 		// A container whose create outlived its start still sits on the
 		// network until its removal, which this waits for.
 		if err := net.o.reclaims.wait(ctx); err != nil {
 			st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
 		}
-		if err := net.Remove(ctx); err != nil {
-			st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
-		}
+		remove("network "+net.name, func() error { return net.Remove(ctx) })
 	}
 }
 
