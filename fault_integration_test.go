@@ -167,7 +167,7 @@ func TestCutStreamsAreErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := o.CreateContainer(ctx, heph.ContainerConfig{Image: testenv.Image(t), Service: "chatty",
-		Cmd: []string{"-log-bytes", "200KB", "-write", "/data/big=" + strings.Repeat("x", 4096), "-http", ":8080"},
+		Cmd:          []string{"-log-bytes", "200KB", "-write", "/data/big=" + strings.Repeat("x", 4096), "-http", ":8080"},
 		WaitStrategy: wait.ForLog("listening http")})
 	require.NoError(t, err)
 	require.NoError(t, c.Start(ctx))
