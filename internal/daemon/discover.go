@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/errs"
@@ -301,6 +302,12 @@ func contextEndpoint(env Env, name, source string) (engine.Endpoint, error) {
 // reason, for the caller to put after the name of the setting.
 func NormalizeHost(host string, useTLS bool) (string, error) {
 	host = strings.TrimSpace(host)
+	if host == "" {
+		return "", errors.New("is empty")
+	}
+	if strings.ContainsFunc(host, unicode.IsControl) {
+		return "", errors.New("contains a control character")
+	}
 	scheme, rest, ok := strings.Cut(host, "://")
 	if !ok {
 		if strings.HasPrefix(host, "/") {
@@ -321,6 +328,14 @@ func NormalizeHost(host string, useTLS bool) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("not a valid tcp:// address: %w", err)
 		}
+		switch {
+		case u.User != nil:
+			return "", errors.New("a tcp:// address cannot hold credentials (use TLS client certificates)")
+		case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(rest, "?") || strings.HasSuffix(rest, "#"):
+			return "", errors.New("a tcp:// address cannot hold a query or a fragment")
+		case strings.ContainsFunc(u.Path, unicode.IsSpace):
+			return "", errors.New("the path of a tcp:// address cannot hold blanks")
+		}
 		hostname, port := u.Hostname(), u.Port()
 		if hostname == "" {
 			hostname = "localhost"
@@ -331,7 +346,14 @@ func NormalizeHost(host string, useTLS bool) (string, error) {
 				port = "2376"
 			}
 		}
-		return "tcp://" + net.JoinHostPort(hostname, port) + u.Path, nil
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("port %s is not in 1-65535", port)
+		}
+		out := "tcp://" + net.JoinHostPort(hostname, port) + u.Path
+		if v, err := url.Parse(out); err != nil || v.Hostname() != hostname {
+			return "", errors.New("not a valid tcp:// address (an IPv6 address goes in brackets: tcp://[::1]:2375)")
+		}
+		return out, nil
 	case "ssh":
 		return "", errors.New("ssh:// is not supported by heph; forward the daemon's socket over ssh " +
 			"(ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock user@host) and set DOCKER_HOST=unix:///tmp/docker.sock")

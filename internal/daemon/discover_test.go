@@ -535,6 +535,14 @@ func TestNormalizeHost(t *testing.T) {
 		{host: "http://box:2375", wantErr: `unsupported scheme "http": use unix://, tcp:// or npipe://`, reason: "the docker CLI refuses http:// too"},
 		{host: "fd://", wantErr: `unsupported scheme "fd"`, reason: "systemd's fd:// is for the daemon's own listeners, not a client"},
 		{host: "tcp://a b:2375", wantErr: "not a valid tcp:// address", reason: "a malformed address is refused, with the parser's reason"},
+		{host: "tcp://box:99999", wantErr: "port 99999 is not in 1-65535", reason: "found by FuzzNormalizeHost: a port no socket has was accepted"},
+		{host: "tcp://box:0", wantErr: "port 0 is not in 1-65535", reason: "found by FuzzNormalizeHost"},
+		{host: " ", wantErr: "is empty", reason: "not the tcp://localhost:2375 it became"},
+		{host: "::1", wantErr: "an IPv6 address goes in brackets", reason: "found by FuzzNormalizeHost: it became tcp://[:]:1"},
+		{host: "box/base   #frag", wantErr: "cannot hold a query or a fragment", reason: "found by FuzzNormalizeHost: the fragment was dropped"},
+		{host: "box/base path", wantErr: "cannot hold blanks", reason: "found by FuzzNormalizeHost"},
+		{host: "tcp://me:secret@box", wantErr: "cannot hold credentials", reason: "they were dropped silently"},
+		{host: "unix:///x\x00.sock", wantErr: "contains a control character", reason: "found by FuzzNormalizeHost: a NUL reached the dial"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.host, func(t *testing.T) {
