@@ -96,7 +96,7 @@ func FuzzContext(f *testing.F) {
 			t.Fatal(err)
 		}
 		for _, env := range []Env{
-			{Getenv: func(k string) string { return map[string]string{envDockerConfig: dir}[k] }},                        // config.json's currentContext
+			{Getenv: func(k string) string { return map[string]string{envDockerConfig: dir}[k] }},                         // config.json's currentContext
 			{Getenv: func(k string) string { return map[string]string{envDockerConfig: dir, envDockerContext: name}[k] }}, // DOCKER_CONTEXT
 		} {
 			env.Exists = func(string) bool { return false }
