@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 30m
 # Child programs of the tests, which ./... leaves out (vetted, not run).
 TESTDATA_PKGS = ./testdata/scale ./testdata/reaperchild ./testdata/childtests
 
-.PHONY: all test stress unit integration examples bench bench-scale lint fmt vet staticcheck tidy-check ci
+.PHONY: all test stress unit integration examples bench bench-scale fuzz lint fmt vet staticcheck tidy-check ci
 
 all: lint test
 
@@ -43,6 +43,18 @@ SCALE_TESTS ?= 25
 bench-scale:
 	$(GO) run ./internal/scalebench -procs $(SCALE_PROCS) -tests $(SCALE_TESTS)
 
+## fuzz: every fuzz target of the module (each func Fuzz* in a _test.go
+## file), FUZZTIME each, from its committed seed corpus (testdata/fuzz).
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+		dir=./$$(dirname $${f#./}); \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "fuzz $$name ($$dir) for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
+
 ## lint: formatting, vet (with and without the integration tag), staticcheck, go mod tidy.
 lint: fmt vet staticcheck tidy-check
 
@@ -68,4 +80,4 @@ tidy-check:
 		cp /tmp/heph-go.mod.bak go.mod; cp /tmp/heph-go.sum.bak go.sum; exit 1; fi
 
 ## ci: what .ci/run runs once Docker is up.
-ci: lint test stress
+ci: lint test stress fuzz
