@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/heph-go/heph"
+	"github.com/heph-go/heph/internal/reaperchild"
 	"github.com/heph-go/heph/internal/testenv"
 	"github.com/heph-go/heph/internal/testenv/faultproxy"
 	"github.com/heph-go/heph/wait"
@@ -188,4 +189,29 @@ func TestCutStreamsAreErrors(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dst, "big"))
 	require.NoError(t, err)
 	require.Len(t, b, 4096)
+}
+
+// TestALateCreateOfAProcessThatExitsIsRemovedByItsWatchdog: a process's
+// network create gets the daemon's answer only after the process gave up
+// and exited at once (no teardown, no reclaim): its watchdog, talking to the
+// daemon the same way, removes the network the daemon made.
+func TestALateCreateOfAProcessThatExitsIsRemovedByItsWatchdog(t *testing.T) {
+	p := faultproxy.New(t)
+	creates := p.Add(&faultproxy.Rule{Method: "POST", Path: `^/networks/create$`, Fault: faultproxy.AnswerLate, Delay: 3 * time.Second})
+	bin := reaperchild.Build(t)
+	c := reaperchild.Start(t, bin, "late-create", []string{"DOCKER_HOST=" + p.Host})
+	_, err := c.Wait(t, time.Minute)
+	require.NoError(t, err, c.Output())
+	require.Contains(t, c.Output(), "create network: ", c.Output())
+	require.Contains(t, c.Output(), "context deadline exceeded", "the process gave up before the answer")
+	require.NotEqual(t, 0, c.Watchdog, "it had a watchdog")
+	require.Eventually(t, func() bool { return creates.Answered() == 1 }, time.Minute, 10*time.Millisecond, "the daemon made the network")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	docker := testenv.Docker(t)
+	require.Eventually(t, func() bool {
+		left, err := reaperchild.Resources(ctx, docker, c.Session)
+		return err == nil && len(left) == 0
+	}, 2*time.Minute, 100*time.Millisecond, "the watchdog removed what the late create made")
 }

@@ -20,6 +20,9 @@
 //	       the test passes (for timing a normal go test run).
 //	hold-one  one container, created and not started, held until its stdin
 //	       is closed, then torn down (the lightest live session).
+//	late-create  a network create whose context ends before the daemon's
+//	       answer (DOCKER_HOST pointing at a proxy that holds it back), then
+//	       an exit at once, without teardown.
 //	hold   a network, three started containers (one with -ignore-sigterm,
 //	       one with a named volume) and blocks until its stdin is closed,
 //	       then tears everything down and passes. Kill it to test the

@@ -64,6 +64,18 @@ func TestChild(t *testing.T) {
 		fmt.Println("ready")
 	}
 
+	if mode == "late-create" {
+		// A network create whose answer comes after the caller gave up
+		// (the test holds the daemon's answer back), then an exit at
+		// once: no teardown, no reclaim — only the watchdog is left to
+		// remove what the daemon made.
+		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		_, err := o.CreateNetwork(cctx, heph.NetworkConfig{})
+		cancel()
+		fmt.Printf("create network: %v\n", err)
+		announce()
+		os.Exit(0)
+	}
 	if mode == "hold-one" {
 		c, err := o.CreateContainer(ctx, heph.ContainerConfig{Image: image, Service: "held"})
 		if err != nil {
