@@ -45,13 +45,16 @@ bench-scale:
 
 ## fuzz: every fuzz target of the module (each func Fuzz* in a _test.go
 ## file), FUZZTIME each, from its committed seed corpus (testdata/fuzz).
+## New inputs are barely minimized (FUZZMINIMIZE): go test's default, up to
+## 60 s per new input, would leave a short run almost no time to fuzz.
 FUZZTIME ?= 10s
+FUZZMINIMIZE ?= 10x
 fuzz:
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
 		dir=./$$(dirname $${f#./}); \
 		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
 			echo "fuzz $$name ($$dir) for $(FUZZTIME)"; \
-			$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$dir; \
+			$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$dir; \
 		done; \
 	done
 
