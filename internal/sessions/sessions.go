@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -104,7 +105,9 @@ func (s Session) Count(k ResourceKind) int {
 
 // List returns every container (running or not), network and volume on the
 // daemon labelled heph.managed=true — whoever made it, in this process or
-// another — grouped by their heph.session label, oldest session first.
+// another — grouped by their heph.session label, oldest session first;
+// shared containers (heph.shared) and their volumes are no session's and
+// are left out (package shared lists them).
 // Whether each session's process is alive is judged on this host only (see
 // ProcessState). It changes nothing. It fails when a list call fails; the
 // error names the call and matches errs.DockerUnavailable when the daemon
@@ -114,6 +117,7 @@ func List(ctx context.Context, api engine.API) ([]Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	items = slices.DeleteFunc(items, isShared) // no session's: heph ps lists them apart
 	host, _ := os.Hostname()
 	return groupSessions(items, host, processState), nil
 }
@@ -450,9 +454,12 @@ func (r Removal) pass(ctx context.Context, id string, prevLeft []Resource) (remo
 		}()
 	}
 	wg.Wait()
+	mu.Lock()
+	ownLeft := keptContainers || len(left) > 0 // a container of the session may hold a network
+	mu.Unlock()
 	for _, it := range rest {
 		if it.Kind == ResourceNetwork {
-			done(it.Resource, r.API.NetworkRemove(ctx, it.ID))
+			done(it.Resource, r.removeNetwork(ctx, id, it.Resource, ownLeft))
 		}
 	}
 	for _, it := range rest {

@@ -20,8 +20,10 @@
 //     that cannot run, or cannot reach the daemon, is an error, not a silent
 //     leak.
 //  2. The parent writes one line per command on the pipe: "session <id>\n"
-//     before the first resource of each session it uses, and "keep <resource
-//     id>\n" for a container, network or volume to leave in place (HEPH_KEEP).
+//     before the first resource of each session it uses, "keep <resource
+//     id>\n" for a container, network or volume to leave in place (HEPH_KEEP),
+//     "lease <key>\n" when it first holds the shared container of a content
+//     key, and "release <key>\n" when it let that lease go itself.
 //     Unknown or malformed lines are logged and ignored.
 //  3. The parent never closes the pipe: the kernel closes it when the parent
 //     exits — normal exit, panic, go test -timeout, SIGINT, SIGKILL. On EOF
@@ -31,7 +33,12 @@
 //     networks and volumes kept containers still use), pass after pass until
 //     a pass finds nothing and, one second later, a last pass finds nothing
 //     again (a create that was in flight when the parent died), for at most
-//     two minutes. It never looks at another session's resources.
+//     two minutes. It never looks at another session's resources. (A shared
+//     container attached to one of those networks is detached from it first;
+//     it is not the session's.) Then, for each key leased and not released,
+//     it drops the parent's lease, waits out the idle time, and removes the
+//     shared container unless a live holder holds it (package shared): so a
+//     watchdog may outlive its parent by HEPH_SHARED_IDLE.
 //
 // A watchdog that died (OOM, killed) is noticed at the next announce or keep
 // and replaced by one that is told everything again.
@@ -109,6 +116,7 @@ type Watchdog struct {
 	broken   bool          // a write to its pipe failed
 	sessions map[string]bool
 	kept     map[string]bool
+	leases   map[string]bool // keys of shared containers the parent holds
 }
 
 // NewFake is a Watchdog that writes its commands to w and is dead once
@@ -164,6 +172,40 @@ func (s *Set) Announce(session string, ep engine.Endpoint) error {
 		return nil
 	}
 	return s.send(ep, "session", session)
+}
+
+// Lease tells the watchdog of ep's daemon that the process holds the shared
+// container of the content key shared, starting the watchdog when there is
+// none: once the process has ended, the watchdog waits out the idle time
+// and removes the container unless another live holder holds it. The error
+// matches errs.Watchdog.
+func (s *Set) Lease(ep engine.Endpoint, shared string) error {
+	if !sessions.ValidID(shared) {
+		return fmt.Errorf("%w: shared key %q cannot be leased", errs.Watchdog, shared)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.byKey[key(ep)]; w != nil && w.leases[shared] && w.alive() {
+		return nil
+	}
+	return s.send(ep, "lease", shared)
+}
+
+// Release tells the watchdog of ep's daemon that the process no longer holds
+// the shared container of the content key shared (it released its lease itself). Without a
+// live watchdog there is nothing to tell.
+func (s *Set) Release(ep engine.Endpoint, shared string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.byKey[key(ep)]
+	if w == nil || !w.leases[shared] {
+		return nil
+	}
+	delete(w.leases, shared)
+	if !w.alive() {
+		return nil
+	}
+	return w.tell("release", shared)
 }
 
 // Keep tells the watchdog of ep's daemon to leave the resources with these
@@ -222,6 +264,9 @@ func (s *Set) send(ep engine.Endpoint, verb, arg string) error {
 		for _, id := range sortedKeys(w.kept) {
 			cmds = append(cmds, [2]string{"keep", id})
 		}
+		for _, k := range sortedKeys(w.leases) {
+			cmds = append(cmds, [2]string{"lease", k})
+		}
 	}
 	if w == nil || !w.told(verb, arg) {
 		cmds = append(cmds, [2]string{verb, arg})
@@ -263,8 +308,14 @@ func (w *Watchdog) tell(verb, arg string) error {
 // remember records a command the watchdog is responsible for.
 func (w *Watchdog) remember(verb, arg string) {
 	m := &w.sessions
-	if verb == "keep" {
+	switch verb {
+	case "keep":
 		m = &w.kept
+	case "lease":
+		m = &w.leases
+	case "release":
+		delete(w.leases, arg)
+		return
 	}
 	if *m == nil {
 		*m = map[string]bool{}
@@ -274,8 +325,11 @@ func (w *Watchdog) remember(verb, arg string) {
 
 // told reports whether the watchdog was given this command.
 func (w *Watchdog) told(verb, arg string) bool {
-	if verb == "keep" {
+	switch verb {
+	case "keep":
 		return w.kept[arg]
+	case "lease":
+		return w.leases[arg]
 	}
 	return w.sessions[arg]
 }
