@@ -8,6 +8,7 @@ import (
 
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/rules"
+	"github.com/heph-go/heph/internal/shared"
 )
 
 // CreateContainer validates cfg, pulls the image when it is not present
@@ -46,12 +47,17 @@ func (o *Orchestrator) createContainer(ctx context.Context, cfg ContainerConfig,
 	}
 
 	name := newName(cfg.Service)
+	if cfg.sharedKey != "" {
+		name = shared.Name(cfg.Service, cfg.sharedKey)
+	}
 	access := o.ports(ctx)
 	id, err := o.api.ContainerCreate(ctx, o.spec(name, access.BindIP, cfg))
 	if err != nil {
 		return nil, wrap("create container", name, err, ErrImageNotFound)
 	}
-	o.track(id, name)
+	if cfg.sharedKey == "" { // a shared container outlives its Orchestrator's Teardown
+		o.track(id, name)
+	}
 	c := &Container{o: o, id: id, name: name, service: cfg.Service, host: access.Host, opts: so}
 
 	for _, n := range cfg.Networks[min(1, len(cfg.Networks)):] {

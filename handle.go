@@ -3,6 +3,7 @@ package heph
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -42,6 +43,12 @@ type Container struct {
 
 	termMu     sync.Mutex // serialises Terminate
 	terminated bool
+	// release undoes WithPerTest's setup; leave lets a shared container go
+	// (it is not removed); logsSince is when a shared one was taken.
+	release   func(context.Context) error
+	leave     func(context.Context) error
+	logsSince time.Time
+	joined    []*Network // the networks a shared container joined (mu)
 }
 
 // startOptions are what a container keeps of its request.
@@ -309,7 +316,10 @@ func (c *Container) setPorts(info ContainerInfo) {
 }
 
 // Terminate removes the container (force, with its anonymous volumes, after
-// a graceful stop when WithGracefulStop asked for one). It is idempotent:
+// a graceful stop when WithGracefulStop asked for one), after the release
+// of WithPerTest. A shared container (ContainerRequest.Shared) is not
+// removed: Terminate lets it go — the release, then it leaves this test's
+// networks — and its holders' idle time removes it. It is idempotent:
 // terminating a removed container does nothing.
 func (c *Container) Terminate(ctx context.Context) error {
 	c.termMu.Lock()
@@ -317,16 +327,30 @@ func (c *Container) Terminate(ctx context.Context) error {
 	if c.terminated {
 		return nil
 	}
+	var released error
+	if c.release != nil {
+		released, c.release = c.release(ctx), nil
+		if released != nil {
+			released = fmt.Errorf("heph: release of container %s (WithPerTest): %w", c.name, released)
+		}
+	}
+	if c.leave != nil {
+		if err := c.leave(ctx); err != nil {
+			return errors.Join(released, err)
+		}
+		c.terminated = true
+		return released
+	}
 	if c.opts.graceful {
 		if err := c.Stop(ctx); err != nil && !isNotFound(err) {
-			return err
+			return errors.Join(released, err)
 		}
 	}
 	if err := c.o.RemoveContainer(ctx, c.id); err != nil && !isNotFound(err) {
-		return err
+		return errors.Join(released, err)
 	}
 	c.terminated = true
-	return nil
+	return released
 }
 
 // describe returns the container's state and its last n log lines, for

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -114,6 +115,9 @@ func (r ContainerRequest) check() error {
 	if err := r.cfg.validate(); err != nil {
 		return err
 	}
+	if err := r.checkShared(); err != nil {
+		return err
+	}
 	_, err := reaperOn()
 	return err
 }
@@ -122,6 +126,9 @@ func (r ContainerRequest) check() error {
 // container exists start returns it, even with an error, so the caller can
 // remove it. st is nil for Run.
 func (r ContainerRequest) start(ctx context.Context, o *Orchestrator, testNet *Network, testName string, st *testState) (*Container, error) {
+	if r.shared {
+		return r.startShared(ctx, o, st)
+	}
 	cfg := r.cfg
 	cfg.Networks = nil
 	if testNet != nil {
@@ -161,7 +168,7 @@ func (r ContainerRequest) start(ctx context.Context, o *Orchestrator, testNet *N
 	if err := c.ready(ctx); err != nil {
 		return c, r.decorate(ctx, c, err)
 	}
-	return c, nil
+	return c, c.setUp(ctx, r.perTest)
 }
 
 // decorate adds the container's state and last log lines to a start
@@ -246,6 +253,9 @@ func (st *testState) start(r ContainerRequest) (*Container, error) {
 		return nil, err
 	}
 	ctx := st.t.Context()
+	if r.shared { // it joins the test's network when the test has one
+		return r.start(ctx, o, nil, st.t.Name(), st)
+	}
 	nctx, cancel := context.WithTimeout(ctx, r.opts.startupTimeout)
 	net, err := st.network(nctx, o)
 	cancel()
@@ -265,6 +275,13 @@ func (st *testState) network(ctx context.Context, o *Orchestrator) (*Network, er
 			return nil, err
 		}
 		st.net = n
+		for _, c := range st.containers {
+			if c.leave != nil { // a shared container the test took before it had a network
+				if err := c.join(ctx, n); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
 	return st.net, nil
 }
@@ -283,7 +300,7 @@ func (st *testState) followLogs(c *Container) {
 		defer st.logs.Done()
 		logLine := func(line string) { st.t.Logf("[%s] %s", c.service, line) }
 		printed := 0
-		if r, err := c.logs(st.logCtx, engine.LogOptions{Follow: true}); err == nil {
+		if r, err := c.logs(st.logCtx, engine.LogOptions{Follow: true, Since: c.logsSince}); err == nil {
 			printed = logLines(r, logLine)
 			r.Close()
 		} else if st.logCtx.Err() == nil {
@@ -294,7 +311,7 @@ func (st *testState) followLogs(c *Container) {
 		// following.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		rest, err := c.logs(ctx, engine.LogOptions{})
+		rest, err := c.logs(ctx, engine.LogOptions{Since: c.logsSince})
 		if err != nil {
 			return
 		}
@@ -348,18 +365,26 @@ func (st *testState) teardown() {
 	}
 	mode, _ := keepMode()
 	if mode == "always" || (mode == "failed" && failed) {
-		st.keep(ctx, mode, containers, net)
+		// A shared container is let go even so: it is not the test's.
+		owned := slices.DeleteFunc(slices.Clone(containers), func(c *Container) bool { return c.leave != nil })
+		st.keep(ctx, mode, owned, net)
+		st.terminate(ctx, slices.DeleteFunc(containers, func(c *Container) bool { return c.leave == nil }))
 		return
 	}
 
-	failures := eachConcurrently(containers, func(_ int, c *Container) error { return c.Terminate(ctx) })
-	for _, err := range failures {
-		if err != nil {
+	st.terminate(ctx, containers)
+	if net != nil {
+		if err := net.Remove(ctx); err != nil {
 			st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
 		}
 	}
-	if net != nil {
-		if err := net.Remove(ctx); err != nil {
+}
+
+// terminate terminates containers concurrently, reporting failures.
+func (st *testState) terminate(ctx context.Context, containers []*Container) {
+	failures := eachConcurrently(containers, func(_ int, c *Container) error { return c.Terminate(ctx) })
+	for _, err := range failures {
+		if err != nil {
 			st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
 		}
 	}
