@@ -9,7 +9,6 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -160,7 +159,7 @@ type Commands struct {
 	// Keep holds the resource ids to keep.
 	Keep map[string]bool
 	// Leases are the content keys of the shared containers the parent
-	// leased and did not release, in the order they came.
+	// held, in the order they came.
 	Leases []string
 }
 
@@ -193,19 +192,13 @@ func Read(in io.Reader, logf func(string, ...any)) (Commands, error) {
 		case verb == "keep":
 			c.Keep[arg] = true
 			logf("will keep %s", arg)
-		case (verb == "lease" || verb == "release") && !shared.ValidKey(arg):
+		case verb == "lease" && !shared.ValidKey(arg):
 			logf("ignored line %s: not a shared key", strconv.QuoteToASCII(line))
 		case verb == "lease" && !leased[arg]:
 			leased[arg] = true
 			c.Leases = append(c.Leases, arg)
 			logf("parent holds shared %s", arg[:12])
 		case verb == "lease":
-		case verb == "release":
-			if leased[arg] {
-				delete(leased, arg)
-				c.Leases = slices.DeleteFunc(c.Leases, func(k string) bool { return k == arg })
-				logf("parent released shared %s", arg[:12])
-			}
 		default:
 			logf("ignored line %s: unknown command", strconv.QuoteToASCII(line))
 		}

@@ -22,8 +22,8 @@
 //  2. The parent writes one line per command on the pipe: "session <id>\n"
 //     before the first resource of each session it uses, "keep <resource
 //     id>\n" for a container, network or volume to leave in place (HEPH_KEEP),
-//     "lease <key>\n" when it first holds the shared container of a content
-//     key, and "release <key>\n" when it let that lease go itself.
+//     and "lease <key>\n" when it first holds the shared container of a
+//     content key (it holds it until it ends).
 //     Unknown or malformed lines are logged and ignored.
 //  3. The parent never closes the pipe: the kernel closes it when the parent
 //     exits — normal exit, panic, go test -timeout, SIGINT, SIGKILL. On EOF
@@ -35,7 +35,7 @@
 //     again (a create that was in flight when the parent died), for at most
 //     two minutes. It never looks at another session's resources. (A shared
 //     container attached to one of those networks is detached from it first;
-//     it is not the session's.) Then, for each key leased and not released,
+//     it is not the session's.) Then, for each key leased,
 //     it drops the parent's lease, waits out the idle time, and removes the
 //     shared container unless a live holder holds it (package shared): so a
 //     watchdog may outlive its parent by HEPH_SHARED_IDLE.
@@ -191,23 +191,6 @@ func (s *Set) Lease(ep engine.Endpoint, shared string) error {
 	return s.send(ep, "lease", shared)
 }
 
-// Release tells the watchdog of ep's daemon that the process no longer holds
-// the shared container of the content key shared (it released its lease itself). Without a
-// live watchdog there is nothing to tell.
-func (s *Set) Release(ep engine.Endpoint, shared string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	w := s.byKey[key(ep)]
-	if w == nil || !w.leases[shared] {
-		return nil
-	}
-	delete(w.leases, shared)
-	if !w.alive() {
-		return nil
-	}
-	return w.tell("release", shared)
-}
-
 // Keep tells the watchdog of ep's daemon to leave the resources with these
 // IDs in place. Without a watchdog for ep there is nothing to tell: nothing
 // would remove them.
@@ -313,9 +296,6 @@ func (w *Watchdog) remember(verb, arg string) {
 		m = &w.kept
 	case "lease":
 		m = &w.leases
-	case "release":
-		delete(w.leases, arg)
-		return
 	}
 	if *m == nil {
 		*m = map[string]bool{}
