@@ -6,7 +6,7 @@ PKGS        ?= ./...
 # The whole suite (unit + integration) must finish well inside CI's 90 minutes.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all test unit integration examples bench lint fmt vet staticcheck tidy-check ci
+.PHONY: all test unit integration examples bench bench-shared lint fmt vet staticcheck tidy-check ci
 
 all: lint test
 
@@ -25,6 +25,12 @@ examples:
 ## bench: benchmarks, heph against the raw SDK calls in the same run (needs Docker).
 bench:
 	$(GO) test -tags integration -run '^$$' -bench . -benchtime 20x -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## bench-shared: a suite of test packages that all need one service, with
+## go test ./..., shared (ContainerRequest.Shared) and not, in one run
+## (needs Docker; see internal/sharedbench).
+bench-shared:
+	$(GO) run ./internal/sharedbench -packages 6 -rounds 2
 
 ## lint: formatting, vet (with and without the integration tag), staticcheck, go mod tidy.
 lint: fmt vet staticcheck tidy-check
