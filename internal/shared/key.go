@@ -69,6 +69,22 @@ func (s Spec) Key() string {
 		sum := sha256.Sum256(f.Content)
 		files = append(files, file{f.Path, uint32(f.Mode.Perm()), hex.EncodeToString(sum[:])})
 	}
+	// Empty is empty, however it was made.
+	if len(s.Cmd) == 0 {
+		s.Cmd = nil
+	}
+	if len(s.Entrypoint) == 0 {
+		s.Entrypoint = nil
+	}
+	if len(s.Env) == 0 {
+		s.Env = nil
+	}
+	if len(s.HostPorts) == 0 {
+		s.HostPorts = nil
+	}
+	if len(s.Labels) == 0 {
+		s.Labels = nil
+	}
 	ports := slices.Clone(s.Ports)
 	slices.Sort(ports)
 	mounts := slices.Clone(s.Mounts)
@@ -78,8 +94,7 @@ func (s Spec) Key() string {
 		Ports  []string
 		Mounts []Mount
 		Files  []file
-	}{s, ports, mounts, files}
-	canon.Spec.Ports, canon.Spec.Mounts, canon.Spec.Files = nil, nil, nil
+	}{s, ports, mounts, files} // the outer fields hide the Spec's
 	b, err := json.Marshal(canon) // map keys come out sorted
 	if err != nil {
 		panic("shared: a Spec always encodes: " + err.Error())
