@@ -9,7 +9,7 @@
 //
 //	heph doctor [--json]
 //	heph ps [--json]
-//	heph prune [--session ID]... [--stale] [--older-than DURATION] [--all] [--dry-run] [--json]
+//	heph prune [--session ID]... [--stale] [--older-than DURATION] [--all] [--shared [--force]] [--dry-run] [--json]
 //
 // heph finds the daemon as heph's tests do: DOCKER_HOST, else DOCKER_CONTEXT
 // or the docker CLI's current context, else the rootless socket, else
@@ -38,7 +38,10 @@
 // Every container, network and volume labelled heph.managed=true, grouped by
 // session: the test that made it (heph.test), the owning process
 // (heph.pid, with @host when it ran on another machine), whether that process
-// is alive (judged on this host only: "?" elsewhere), and the age.
+// is alive (judged on this host only: "?" elsewhere), and the age. Then
+// the shared containers (labelled heph.shared): their content key, the
+// processes holding them (on this host), and how long they have been idle
+// and until when their idle time keeps them.
 //
 // # prune
 //
@@ -49,6 +52,11 @@
 //	--stale              sessions whose process is gone, on this host
 //	--older-than D       sessions created more than D ago (Go duration, or Nd for days)
 //	--all                every session (the only way to select without a condition)
+//
+// --shared removes the shared containers no live process on this host
+// holds, at once, whatever their idle time; --force with it removes held
+// ones too (their holders' next take makes a new one). A shared container
+// made for another host is removed only with --force.
 //
 // --dry-run lists what would be removed and removes nothing.
 //
@@ -85,6 +93,8 @@ Usage:
       --stale             sessions whose process is gone (on this host)
       --older-than D      sessions older than D (30m, 2h, 7d)
       --all               every session
+      --shared            shared containers no live process holds
+      --force             with --shared: held ones too
       --dry-run           say what would be removed, remove nothing
       --json              JSON output
 

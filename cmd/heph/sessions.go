@@ -44,6 +44,7 @@ type resourceView struct {
 type psReport struct {
 	Daemon   string        `json:"daemon"`
 	Sessions []sessionView `json:"sessions"`
+	Shared   []sharedView  `json:"shared,omitempty"` // shared containers (cmd/heph/shared.go)
 }
 
 // pruneReport is what heph prune prints.
@@ -52,6 +53,11 @@ type pruneReport struct {
 	DryRun   bool          `json:"dry_run"`
 	Sessions []sessionView `json:"sessions"` // with what was (or would be) removed
 	Errors   []string      `json:"errors"`
+	// Shared are the shared containers removed (or that would be), with
+	// --shared; KeptShared those a live process holds.
+	Shared     []sharedView `json:"shared,omitempty"`
+	KeptShared []sharedView `json:"kept_shared,omitempty"`
+	shared     bool         // --shared was given
 }
 
 // views turns sessions into views at time now; thisHost marks local ones.
@@ -205,6 +211,7 @@ func plural(n int, what string) string {
 
 // writePs is heph ps's text output.
 func writePs(w io.Writer, r psReport) {
+	defer writePsShared(w, r.Shared)
 	if len(r.Sessions) == 0 {
 		fmt.Fprintf(w, "no heph containers, networks or volumes on %s\n", r.Daemon)
 		return
@@ -228,6 +235,12 @@ func writePs(w io.Writer, r psReport) {
 
 // writePrune is heph prune's text output.
 func writePrune(w io.Writer, r pruneReport) {
+	if r.shared {
+		defer writePruneShared(w, r)
+		if len(r.Sessions) == 0 && len(r.Errors) == 0 {
+			return // only --shared: nothing to say about sessions
+		}
+	}
 	switch {
 	case len(r.Sessions) == 0 && len(r.Errors) == 0:
 		fmt.Fprintf(w, "nothing to remove on %s\n", r.Daemon)
@@ -274,7 +287,12 @@ func (e env) ps(args []string) int {
 		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
 		return exitFail
 	}
-	r := psReport{Daemon: ep.Host, Sessions: views(list, e.now(), thisHost())}
+	infos, _, err := listShared(ctx, api)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
+		return exitFail
+	}
+	r := psReport{Daemon: ep.Host, Sessions: views(list, e.now(), thisHost()), Shared: sharedViews(infos, e.now())}
 	if *asJSON {
 		if err := writeJSON(e.stdout, r); err != nil {
 			return exitFail
@@ -291,9 +309,16 @@ type pruneSelection struct {
 	stale     bool
 	olderThan time.Duration
 	all       bool
+	shared    bool // --shared: the shared containers no one holds
+	force     bool // --force: with --shared, held ones too
 }
 
 func (p pruneSelection) empty() bool {
+	return p.noSession() && !p.shared
+}
+
+// noSession reports whether no session selector was given.
+func (p pruneSelection) noSession() bool {
 	return len(p.sessions) == 0 && !p.stale && p.olderThan == 0 && !p.all
 }
 
@@ -345,14 +370,20 @@ func (e env) prune(args []string) int {
 	fs.BoolVar(&p.stale, "stale", false, "sessions whose process is gone (on this host)")
 	fs.Var(&older, "older-than", "sessions older than this (30m, 2h, 7d)")
 	fs.BoolVar(&p.all, "all", false, "every session")
+	fs.BoolVar(&p.shared, "shared", false, "shared containers no live process holds")
+	fs.BoolVar(&p.force, "force", false, "with --shared: held ones too")
 	dryRun := fs.Bool("dry-run", false, "say what would be removed, remove nothing")
 	asJSON := fs.Bool("json", false, "JSON output")
 	if status, ok := e.parse(fs, args); !ok {
 		return status
 	}
 	p.sessions, p.olderThan = ids, older.d
+	if p.force && !p.shared {
+		fmt.Fprintln(e.stderr, "heph prune: --force goes with --shared")
+		return exitUsage
+	}
 	if p.empty() {
-		fmt.Fprintln(e.stderr, "heph prune: say what to remove: --stale, --older-than DURATION, --session ID, or --all")
+		fmt.Fprintln(e.stderr, "heph prune: say what to remove: --stale, --older-than DURATION, --session ID, or --all; or --shared")
 		return exitUsage
 	}
 
@@ -370,12 +401,19 @@ func (e env) prune(args []string) int {
 		return exitFail
 	}
 	now := e.now()
-	selected, err := selectSessions(list, p, now)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
-		return exitFail
+	var selected []sessions.Session
+	if !p.noSession() {
+		if selected, err = selectSessions(list, p, now); err != nil {
+			fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
+			return exitFail
+		}
 	}
-	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Errors: []string{}}
+	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Errors: []string{}, shared: p.shared}
+	if p.shared {
+		var errs []string
+		r.Shared, r.KeptShared, errs = pruneShared(ctx, api, now, p.force, *dryRun)
+		r.Errors = append(r.Errors, errs...)
+	}
 	if *dryRun {
 		r.Sessions = views(selected, now, thisHost())
 	} else {

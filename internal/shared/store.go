@@ -45,6 +45,17 @@ type Store struct {
 // Open returns the Store in BaseDir()/shared.
 func Open() (*Store, error) { return OpenDir(filepath.Join(BaseDir(), "shared")) }
 
+// OpenExisting is Open for readers (heph ps): it returns nil, and no
+// error, when the directory does not exist (no shared container was ever
+// taken on this machine by this user).
+func OpenExisting() (*Store, error) {
+	dir := filepath.Join(BaseDir(), "shared")
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return OpenDir(dir)
+}
+
 // OpenDir returns the Store kept in dir, creating it (mode 0700) when
 // missing. A directory another user owns or may write to is refused: they
 // could hold a lease forever, or forge one.
