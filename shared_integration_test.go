@@ -48,7 +48,7 @@ func sharedWeb(t *testing.T) (r heph.ContainerRequest, service string) {
 }
 
 // engineAPI connects to the daemon through heph's seam.
-func engineAPI(t *testing.T) engine.API {
+func engineAPI(t testing.TB) engine.API {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -448,6 +448,16 @@ func durations(lines [][]string, i int) []time.Duration {
 
 func TestSharedEightProcessesAtOnce(t *testing.T) {
 	t.Parallel()
+	// With the lock files of a store all processes share (the default),
+	// and with the daemon's unique names alone (each process a runtime
+	// directory of its own): both must create exactly one container.
+	for _, nameOnly := range []bool{false, true} {
+		name := map[bool]string{false: "LockAndName", true: "NameOnly"}[nameOnly]
+		t.Run(name, func(t *testing.T) { eightAtOnce(t, nameOnly) })
+	}
+}
+
+func eightAtOnce(t *testing.T, nameOnly bool) {
 	const procs, tests = 8, 4
 	const idle = 3 * time.Second
 	bin := buildSharedChild(t)
@@ -459,7 +469,11 @@ func TestSharedEightProcessesAtOnce(t *testing.T) {
 
 	children := make([]*sharedChild, procs)
 	for i := range children {
-		children[i] = launchSharedChild(t, bin, env...)
+		own := env
+		if nameOnly {
+			own = append(slices.Clone(env), "XDG_RUNTIME_DIR="+t.TempDir())
+		}
+		children[i] = launchSharedChild(t, bin, own...)
 	}
 	for _, c := range children {
 		c.await(t, "waiting", 1, 2*time.Minute)
@@ -590,4 +604,63 @@ func TestSharedLaterRunReuses(t *testing.T) {
 	t.Logf("a later run within the idle time: Start to ready %s (the first run's, which created it: %s; ratio %.3f)",
 		reuse.Round(10*time.Microsecond), full.Round(time.Millisecond), float64(reuse)/float64(full))
 	require.Less(t, reuse, full/2, "reusing is much cheaper than creating")
+}
+
+// BenchmarkSharedTake: Start to ready of a shared container that a later
+// run finds within its idle time (a lease written afresh, as a new process
+// writes it; one inspect under the shared lock; the wait strategy; no
+// network: the test has no other container), against the full start of
+// one that must be created — a request of new content each time — in the
+// same run.
+func BenchmarkSharedTake(b *testing.B) {
+	img := testenv.Image(b)
+	api := engineAPI(b)
+	store, err := shared.Open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	req := func(run string) heph.ContainerRequest {
+		return heph.NewContainer(img).WithName("benchshared").WithEnv("RUN", run).WithCmd("-http", ":8080").
+			WithExposedPorts("8080").WithWaitStrategy(wait.ForHTTP("/healthz")).Shared()
+	}
+	expire := func(c *heph.Container) {
+		info, err := c.Inspect(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		key := info.Labels["heph.shared"]
+		shared.Process.Release(store, key)
+		if _, err := (shared.Expiry{API: api, Store: store, Host: host}).Expire(context.Background(), key, shared.Unheld); err != nil {
+			b.Fatal(err)
+		}
+	}
+	take := func(r heph.ContainerRequest) (time.Duration, *heph.Container) {
+		t := newIterTB(b)
+		start := time.Now()
+		c := r.Start(t)
+		took := time.Since(start)
+		t.finish()
+		return took, c
+	}
+	kept := req(randomHex(12))
+	_, warm := take(kept) // created once: the later runs find it
+	b.Cleanup(func() { expire(warm) })
+	b.ResetTimer()
+	var full, reuse time.Duration
+	for i := 0; i < b.N; i++ {
+		d, c := take(req(randomHex(12)))
+		full += d
+		expire(c)
+		info, _ := warm.Inspect(context.Background())
+		shared.Process.Release(store, info.Labels["heph.shared"]) // a later run holds no lease yet
+		d, c = take(kept)
+		if c.ID() != warm.ID() {
+			b.Fatalf("a later run got %s, not %s", c.ID(), warm.ID())
+		}
+		reuse += d
+	}
+	b.ReportMetric(float64(full.Microseconds())/1000/float64(b.N), "create-ms/op")
+	b.ReportMetric(float64(reuse.Microseconds())/1000/float64(b.N), "reuse-ms/op")
+	b.ReportMetric(float64(reuse)/float64(full), "reuse/create")
 }
