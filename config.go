@@ -52,6 +52,20 @@ type ContainerConfig struct {
 	Networks []string
 	// PullTimeout bounds the image pull; zero means DefaultPullTimeout.
 	PullTimeout time.Duration
+	// PullPolicy says when a present image is pulled again; the zero value
+	// is HEPH_PULL_POLICY's, else only when missing.
+	PullPolicy PullPolicy
+	// Platform, "os/arch[/variant]" (linux/arm64), is the platform to pull
+	// and run; empty means the daemon's own.
+	Platform string
+	// ImageSubstitution, when set, rewrites Image before the pull and the
+	// create (HEPH_REGISTRY_MIRROR then applies to what it returns); errors
+	// show both names: "postgres:16 (as mirror.corp/library/postgres:16)".
+	ImageSubstitution func(image string) string
+	// Progress, when set, is told every few seconds how a pull that takes
+	// more than a couple of seconds is going (layers, MB). It is called from
+	// another goroutine, never after CreateContainer returns.
+	Progress func(msg string)
 	// StopTimeout is how long Container.Stop waits after SIGTERM before
 	// SIGKILL; zero means DefaultStopTimeout.
 	StopTimeout time.Duration
@@ -237,6 +251,14 @@ func (c ContainerConfig) validate() error {
 	if c.PullTimeout < 0 {
 		bad("PullTimeout", c.PullTimeout, errors.New("is negative"))
 	}
+	if err := c.PullPolicy.check(); err != nil {
+		bad("PullPolicy", policyText(c.PullPolicy), err)
+	}
+	if c.Platform != "" {
+		if err := rules.Platform(c.Platform); err != nil {
+			bad("Platform", c.Platform, err)
+		}
+	}
 	if c.StopTimeout < 0 {
 		bad("StopTimeout", c.StopTimeout, errors.New("is negative"))
 	}
@@ -293,12 +315,20 @@ func (o *Orchestrator) spec(name, bindIP string, cfg ContainerConfig) engine.Con
 		Cmd: slices.Clone(cfg.Cmd), Entrypoint: slices.Clone(cfg.Entrypoint), Env: env,
 		WorkingDir: cfg.WorkingDir, User: cfg.User,
 		Labels: sharedLabels(o.resourceLabels(cfg.Labels, cfg.internalLabels, map[string]string{LabelService: cfg.Service}), cfg.sharedKey),
-		Ports:  ports, Mounts: mounts,
+		Ports:  ports, Mounts: mounts, Platform: cfg.Platform,
 	}
 	if len(cfg.Networks) > 0 {
 		s.Network, s.Aliases = cfg.Networks[0], []string{cfg.Service}
 	}
 	return s
+}
+
+// imageRequest is what c asks of its image.
+func (c ContainerConfig) imageRequest() imageRequest {
+	return imageRequest{
+		asked: c.Image, substitute: c.ImageSubstitution, policy: c.PullPolicy,
+		platform: c.Platform, timeout: c.PullTimeout, progress: c.Progress,
+	}
 }
 
 // envKeyShown is an environment key as a message shows it: what follows a

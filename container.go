@@ -11,15 +11,18 @@ import (
 	"github.com/heph-go/heph/internal/shared"
 )
 
-// CreateContainer validates cfg, pulls the image when it is not present
-// locally, and creates (but does not start) the container: named
+// CreateContainer validates cfg, pulls the image as cfg.PullPolicy says
+// (when it is not present locally, by default; after cfg.ImageSubstitution
+// and HEPH_REGISTRY_MIRROR, with the credentials of its registry: see
+// PullImage), and creates (but does not start) the container: named
 // heph-<service>-<8 hex>, with hostname and network alias = the service name,
 // labelled with heph.managed, heph.session and heph.service plus cfg.Labels,
 // its ports published on 127.0.0.1 (local daemon) to random or fixed host
 // ports. Start it with Container.Start, which waits for cfg.WaitStrategy.
 //
 // An invalid cfg is refused before any Docker call with an error matching
-// ErrInvalidConfig. A missing image gives ErrImageNotFound. If a step after
+// ErrInvalidConfig. A missing image gives ErrImageNotFound; credentials its
+// registry refuses give ErrRegistryAuth. If a step after
 // the create fails, the container is removed before the error is returned.
 // The container is tracked until it is removed (Container.Terminate,
 // RemoveContainer) or Teardown removes it.
@@ -30,9 +33,14 @@ func (o *Orchestrator) CreateContainer(ctx context.Context, cfg ContainerConfig)
 	if _, err := reaperOn(); err != nil {
 		return nil, err
 	}
-	if err := o.ensureImage(ctx, cfg.Image, cfg.PullTimeout); err != nil {
+	if cfg.Service == "" {
+		cfg.Service = rules.ServiceFromImage(cfg.Image)
+	}
+	image, err := o.provide(ctx, cfg.imageRequest())
+	if err != nil {
 		return nil, err
 	}
+	cfg.Image = image
 	return o.createContainer(ctx, cfg, startOptions{stopTimeout: cfg.StopTimeout, strategy: cfg.WaitStrategy})
 }
 

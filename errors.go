@@ -41,6 +41,14 @@ var (
 	// wrapping error says why and where the watchdog's log is; HEPH_REAPER=off
 	// runs without it.
 	ErrWatchdog = errs.Watchdog
+
+	// ErrRegistryAuth means a registry refused a pull: it rejected the
+	// credentials heph sent, or wanted credentials and got none. The
+	// wrapping error names the registry and the image, and says whether
+	// credentials were sent and where they came from (DOCKER_AUTH_CONFIG,
+	// the config file, a credential helper) — never their value. Such a
+	// failure never matches ErrImageNotFound.
+	ErrRegistryAuth = errs.RegistryAuth
 )
 
 // wrap decorates a Docker error with the operation and subject; notFound is

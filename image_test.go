@@ -59,18 +59,21 @@ func TestEnsureImage(t *testing.T) {
 	o, f := newTestOrchestrator()
 	f.AddImage("here:1", engine.Image{})
 	f.AddToRegistry("there:1", engine.Image{})
+	ensure := func(o *Orchestrator, ref string) error {
+		return o.ensureImage(ctx, imageRequest{asked: ref, timeout: time.Minute}, ref)
+	}
 
-	require.NoError(t, o.ensureImage(ctx, "here:1", time.Minute))
+	require.NoError(t, ensure(o, "here:1"))
 	require.Equal(t, []string{"ImageInspect"}, f.Calls(), "present: no pull")
 
-	require.NoError(t, o.ensureImage(ctx, "there:1", time.Minute))
+	require.NoError(t, ensure(o, "there:1"))
 	require.Equal(t, []string{"ImageInspect", "ImageInspect", "ImagePull"}, f.Calls(), "missing: pulled")
-	require.NoError(t, o.ensureImage(ctx, "there:1", time.Minute))
+	require.NoError(t, ensure(o, "there:1"))
 	require.Equal(t, 1, f.CallCount("ImagePull"), "pulled once: present afterwards")
 
 	o, f = newTestOrchestrator()
 	failOn(f, "ImageInspect", enginetest.Unavailable("daemon is busy"))
-	err := o.ensureImage(ctx, "here:1", time.Minute)
+	err := ensure(o, "here:1")
 	require.EqualError(t, err, `heph: inspect image "here:1": daemon is busy`)
 	require.Zero(t, f.CallCount("ImagePull"), "no pull when the inspect failed for another reason")
 }
@@ -99,9 +102,7 @@ func TestConcurrentPullsShareOneDaemonPull(t *testing.T) {
 	}
 	require.Equal(t, 1, f.CallCount("ImagePull"), "one daemon pull for all")
 
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	require.Empty(t, o.pulls, "the finished pull is forgotten: the next one pulls again")
+	require.Zero(t, o.jobs.Running(), "the finished pull is forgotten: the next one pulls again")
 }
 
 func TestACallerGivingUpDoesNotStopTheSharedPull(t *testing.T) {
@@ -152,7 +153,7 @@ func TestPullTimeout(t *testing.T) {
 	err := o.PullImage(context.Background(), "app:1", 50*time.Millisecond)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Less(t, time.Since(start), 30*time.Second)
-	require.Regexp(t, `^heph: pull image "app:1": timed out after [0-9.]+m?s \(pull timeout 50ms\): context deadline exceeded$`, err.Error(),
+	require.Regexp(t, `^heph: pull image "app:1": timed out after [0-9.]+m?s \(pull timeout 50ms\): context deadline exceeded \(registry docker\.io, no credentials \(no DOCKER_AUTH_CONFIG, no docker config file\)\)$`, err.Error(),
 		"the cause is said once")
 }
 
@@ -256,8 +257,11 @@ func TestBuildImageSendsTheContextHonouringDockerignore(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
 	}
 	b := &buildRecorder{Fake: enginetest.NewFake()}
+	b.AddImage("other:1", engine.Image{}) // not every image is present
 	o := newOrchestratorOver(b, "unix:///fake.sock")
-	require.NoError(t, o.BuildImage(context.Background(), dir, "heph-build/app:1"))
+	tag, err := o.BuildImage(context.Background(), dir, Build{Name: "app"})
+	require.NoError(t, err)
+	require.Regexp(t, `^heph-build/app:[0-9a-f]{12}$`, tag)
 
 	files, _ := tarEntries(t, b.context)
 	var names []string
@@ -268,8 +272,8 @@ func TestBuildImageSendsTheContextHonouringDockerignore(t *testing.T) {
 	}
 	sort.Strings(names)
 	require.Equal(t, []string{".dockerignore", "Dockerfile", "app", "keep.log", "sub/data.txt", "sub/deep/x.log"}, names)
-	require.Equal(t, []string{"heph-build/app:1"}, b.opts.Tags)
-	_, err := b.ImageInspect(context.Background(), "heph-build/app:1")
+	require.Equal(t, []string{tag}, b.opts.Tags)
+	_, err = b.ImageInspect(context.Background(), tag)
 	require.NoError(t, err, "built and tagged")
 }
 
@@ -282,20 +286,25 @@ func TestBuildImageReportsTheFailingStep(t *testing.T) {
 		output: []string{"Step 1/2 : FROM scratch", "Step 2/2 : COPY missing /"},
 		err:    &engine.StreamError{Message: "COPY failed: file not found in build context"},
 	}
+	b.AddImage("other:1", engine.Image{}) // not every image is present
 	o := newOrchestratorOver(b, "unix:///fake.sock")
-	err := o.BuildImage(context.Background(), dir, "heph-build/app:1")
-	require.Equal(t, `heph: build image "heph-build/app:1": COPY failed: file not found in build context`+"\n"+
-		"last build output:\n  Step 1/2 : FROM scratch\n  Step 2/2 : COPY missing /", err.Error())
+	_, err := o.BuildImage(context.Background(), dir, Build{Name: "app"})
+	require.Regexp(t, `^heph: build image "heph-build/app:[0-9a-f]{12}": COPY failed: file not found in build context`+"\n"+
+		"last build output:\n  Step 1/2 : FROM scratch\n  Step 2/2 : COPY missing /$", err.Error())
 	var se *engine.StreamError
 	require.ErrorAs(t, err, &se)
 
 	b.Fake = enginetest.NewFake()
-	for _, bad := range []struct{ dir, tag, want string }{
-		{filepath.Join(dir, "nope"), "x:1", `contextDir "` + filepath.Join(dir, "nope") + `"`},
-		{filepath.Join(dir, "Dockerfile"), "x:1", "is not a directory"},
-		{dir, "Bad Tag", `tag "Bad Tag": is not a valid image reference`},
+	for _, bad := range []struct {
+		dir  string
+		name string
+		want string
+	}{
+		{filepath.Join(dir, "nope"), "x", `contextDir "` + filepath.Join(dir, "nope") + `"`},
+		{filepath.Join(dir, "Dockerfile"), "x", "is not a directory"},
+		{dir, "Bad Tag", `Build.Name "Bad Tag": use lower-case letters`},
 	} {
-		err := o.BuildImage(context.Background(), bad.dir, bad.tag)
+		_, err := o.BuildImage(context.Background(), bad.dir, Build{Name: bad.name})
 		require.ErrorIs(t, err, ErrInvalidConfig)
 		require.ErrorContains(t, err, bad.want)
 	}

@@ -15,7 +15,9 @@ import (
 	"github.com/heph-go/heph/internal/daemon"
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/envflag"
+	"github.com/heph-go/heph/internal/imagepull"
 	"github.com/heph-go/heph/internal/labels"
+	"github.com/heph-go/heph/internal/registryauth"
 	"github.com/heph-go/heph/internal/watchdog"
 )
 
@@ -36,6 +38,11 @@ const (
 	LabelHost = labels.Host
 	// LabelCreated holds the creation time, RFC 3339 in UTC.
 	LabelCreated = labels.Created
+	// LabelBuild marks an image heph built (FromDockerfile, FromGoPackage,
+	// BuildImage); its value is the content hash its tag
+	// heph-build/<name>:<hash> starts with. `heph ps` lists these images and
+	// `heph prune --images` removes them.
+	LabelBuild = labels.Build
 )
 
 // Defaults for the lifecycle primitives.
@@ -93,10 +100,14 @@ type Orchestrator struct {
 	accessOnce sync.Once
 	access     daemon.Access
 
+	creds   registryauth.Env  // where registry credentials are found
+	records imagepull.Records // when images were last pulled
+	jobs    imagepull.Group   // the pulls and builds under way
+	built   sync.Map          // tags of images this Orchestrator built (not found)
+
 	mu         sync.Mutex
 	containers map[string]string // container ID → name
 	networks   map[string]string // network ID → name
-	pulls      map[string]*pullCall
 }
 
 // Daemon says how to reach a Docker daemon, as the docker CLI's environment
@@ -211,7 +222,7 @@ func newOrchestrator(api engine.API, ep engine.Endpoint, ws *watchdog.Set) *Orch
 		},
 		containers: map[string]string{},
 		networks:   map[string]string{},
-		pulls:      map[string]*pullCall{},
+		records:    imagepull.DefaultRecords(),
 	}
 }
 

@@ -353,7 +353,7 @@ func TestBuildImageReportsFailingStep(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY ignored.txt /\n"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "ignored.txt"), []byte("x"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, ".dockerignore"), []byte("ignored.txt\n"), 0o644))
-	err := o.BuildImage(context.Background(), dir, "heph-build/broken:"+o.Session()[:8])
+	_, err := o.BuildImage(context.Background(), dir, heph.Build{Name: "broken"})
 	require.Error(t, err, "the file is left out of the context by .dockerignore, so COPY fails")
 	require.Contains(t, err.Error(), "ignored.txt")
 	require.Contains(t, err.Error(), `build image "heph-build/broken:`)

@@ -16,6 +16,8 @@ import (
 	"github.com/heph-go/heph/internal/daemon"
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/enginetest"
+	"github.com/heph-go/heph/internal/imagepull"
+	"github.com/heph-go/heph/internal/registryauth"
 )
 
 // newTestOrchestrator returns an Orchestrator over a fresh fake daemon,
@@ -30,6 +32,9 @@ func newTestOrchestrator() (*Orchestrator, *enginetest.Fake) {
 func newOrchestratorOver(api engine.API, host string) *Orchestrator {
 	o := newOrchestrator(api, engine.Endpoint{Host: host}, nil)
 	o.hostEnv = daemon.HostEnv{Exists: func(string) bool { return false }} // no /.dockerenv
+	// No registry credentials from the machine, no pull records written.
+	o.creds = registryauth.Env{Getenv: func(string) string { return "" }, Home: func() (string, error) { return "", errors.New("no home in unit tests") }}
+	o.records = imagepull.Records{}
 	return o
 }
 

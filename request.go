@@ -32,11 +32,14 @@ const DefaultStartupTimeout = 60 * time.Second
 // that names the option and the value.
 type ContainerRequest struct {
 	cfg        ContainerConfig
+	build      *buildSource // FromDockerfile
+	goPackage  *goSource    // FromGoPackage
 	files      []fileSpec
 	opts       startOptions
 	networks   []*Network
 	logsToTest bool
 	shared     bool
+	provided   string // the image a shared take pulled or built already
 	perTest    func(context.Context, *Container) (func(context.Context) error, error)
 	errs       []error
 }
@@ -299,6 +302,51 @@ func (r ContainerRequest) WithPullTimeout(d time.Duration) ContainerRequest {
 	return r
 }
 
+// WithPullPolicy says when a present image is pulled again (see
+// PullPolicy): PullPolicy{Always: true} at every start,
+// PullPolicy{OlderThan: 24 * time.Hour} when the local copy is older than
+// that. Without it HEPH_PULL_POLICY decides, else the image is pulled only
+// when missing. It does not apply to FromDockerfile and FromGoPackage. A
+// policy with both fields, or a negative OlderThan, fails Start with
+// ErrInvalidConfig.
+func (r ContainerRequest) WithPullPolicy(p PullPolicy) ContainerRequest {
+	r = r.clone()
+	if err := p.check(); err != nil {
+		return r.fail("WithPullPolicy", policyText(p), err)
+	}
+	r.cfg.PullPolicy = p
+	return r
+}
+
+// WithPlatform pulls, builds and runs the image for platform
+// "os/arch[/variant]" ("linux/arm64", "linux/arm/v7") instead of the
+// daemon's own; the daemon must be able to run it (emulation). A local
+// image of another platform is pulled again. A malformed platform fails
+// Start with ErrInvalidConfig.
+func (r ContainerRequest) WithPlatform(platform string) ContainerRequest {
+	r = r.clone()
+	if err := rules.Platform(platform); err != nil {
+		return r.fail("WithPlatform", platform, err)
+	}
+	r.cfg.Platform = platform
+	return r
+}
+
+// WithImageSubstitution rewrites the image name before the pull and the
+// create — to pull "postgres:16" from a proxy registry, or to pin a tag —
+// with f, which gets the name as given and returns the one to use.
+// HEPH_REGISTRY_MIRROR then applies to f's result. Messages show both:
+// "postgres:16 (as mirror.corp/library/postgres:16)". A name f returns that
+// is not a valid reference fails Start with ErrInvalidConfig.
+func (r ContainerRequest) WithImageSubstitution(f func(image string) string) ContainerRequest {
+	r = r.clone()
+	if f == nil {
+		return r.fail("WithImageSubstitution", "nil", errors.New("the function is nil"))
+	}
+	r.cfg.ImageSubstitution = f
+	return r
+}
+
 // WithNetwork also joins n (besides the test's own network), with the
 // service name as alias.
 func (r ContainerRequest) WithNetwork(n *Network) ContainerRequest {
@@ -385,9 +433,16 @@ func (r ContainerRequest) service() string {
 
 // describe names the request in messages: image and service.
 func (r ContainerRequest) describe() string {
-	return fmt.Sprintf("%s (service %q)", r.cfg.Image, r.service())
+	what := r.cfg.Image
+	switch {
+	case r.build != nil:
+		what = "the image of the Dockerfile in " + r.build.dir
+	case r.goPackage != nil:
+		what = "Go package " + r.goPackage.pkg
+	}
+	return fmt.Sprintf("%s (service %q)", what, r.service())
 }
 
-// String describes the request for messages: its image and service name,
-// "postgres:16 (service "db")".
+// String describes the request for messages: its image (or what it is built
+// from) and service name, "postgres:16 (service "db")".
 func (r ContainerRequest) String() string { return r.describe() }

@@ -53,12 +53,13 @@ func (r ContainerRequest) startShared(ctx context.Context, o *Orchestrator, st *
 	}
 	cfg := r.cfg
 	cfg.Service = r.service()
-	if err := o.ensureImage(ctx, cfg.Image, cfg.PullTimeout); err != nil {
+	image, err := r.provideImage(ctx, o, st)
+	if err != nil {
 		return nil, err
 	}
-	img, err := o.api.ImageInspect(ctx, cfg.Image)
+	img, err := o.api.ImageInspect(ctx, image)
 	if err != nil {
-		return nil, wrap("inspect image", cfg.Image, err, ErrImageNotFound)
+		return nil, wrap("inspect image", image, err, ErrImageNotFound)
 	}
 	key := r.sharedSpec(o, cfg.Service, img.ID).Key()
 	name := shared.Name(cfg.Service, key)
@@ -83,7 +84,7 @@ func (r ContainerRequest) startShared(ctx context.Context, o *Orchestrator, st *
 	defer cancel()
 	inner := r
 	inner.shared, inner.perTest, inner.networks = false, nil, nil
-	inner.cfg.sharedKey, inner.cfg.Service = key, cfg.Service
+	inner.cfg.sharedKey, inner.cfg.Service, inner.provided = key, cfg.Service, image
 	take := shared.Take{API: o.api, Store: store, Key: key, Name: name, Ports: r.sharedPorts(),
 		Create: func(ctx context.Context) (string, error) {
 			c, err := inner.start(ctx, o, nil, "", nil)
@@ -217,7 +218,7 @@ func (r ContainerRequest) sharedSpec(o *Orchestrator, service, imageID string) s
 		hostPorts[pp.String()] = hp
 	}
 	s := shared.Spec{
-		Daemon: o.endpoint.Host, Host: o.labels[LabelHost], ImageID: imageID, Service: service,
+		Daemon: o.endpoint.Host, Host: o.labels[LabelHost], ImageID: imageID, Platform: r.cfg.Platform, Service: service,
 		Cmd: r.cfg.Cmd, Entrypoint: r.cfg.Entrypoint, Env: r.cfg.Env, Ports: r.sharedPorts(), HostPorts: hostPorts,
 		Labels: r.cfg.Labels, User: r.cfg.User, Dir: r.cfg.WorkingDir,
 	}

@@ -5,8 +5,6 @@ package heph_test
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,18 +30,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// randomHex returns n random hex digits.
-func randomHex(n int) string {
-	b := make([]byte, (n+1)/2)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)[:n]
-}
-
 // sharedWeb is a shared testapp serving HTTP on 8080, with a service name
 // and an environment of its own so that no other test's request equals it.
 func sharedWeb(t *testing.T) (r heph.ContainerRequest, service string) {
-	service = "sh" + randomHex(6)
-	return heph.NewContainer(testenv.Image(t)).WithName(service).WithEnv("RUN", randomHex(12)).
+	service = "sh" + randomHex(3)
+	return heph.NewContainer(testenv.Image(t)).WithName(service).WithEnv("RUN", randomHex(6)).
 		WithCmd("-http", ":8080").WithExposedPorts("8080").WithWaitStrategy(wait.ForHTTP("/healthz")).Shared(), service
 }
 
@@ -137,12 +128,12 @@ func TestSharedNewContentNewContainer(t *testing.T) {
 	expireNow(t)
 	docker := testenv.Docker(t)
 	ctx := context.Background()
-	tag := "heph-test/retag-" + randomHex(8) + ":v1"
+	tag := "heph-test/retag-" + randomHex(4) + ":v1"
 	_, err := docker.ImageTag(ctx, client.ImageTagOptions{Source: testenv.Image(t), Target: tag})
 	require.NoError(t, err)
 	t.Cleanup(func() { testenv.RemoveImage(t, docker, tag) })
 
-	base := heph.NewContainer(tag).WithName("sh"+randomHex(6)).WithEnv("MODE", "a").
+	base := heph.NewContainer(tag).WithName("sh"+randomHex(3)).WithEnv("MODE", "a").
 		WithFile("/etc/app.conf", []byte("x=1"), 0o644).WithCmd("-http", ":8080").WithExposedPorts("8080").
 		WithWaitStrategy(wait.ForHTTP("/healthz")).Shared()
 	ids := map[string]string{}
@@ -461,10 +452,10 @@ func eightAtOnce(t *testing.T, nameOnly bool) {
 	const procs, tests = 8, 4
 	const idle = 3 * time.Second
 	bin := buildSharedChild(t)
-	service := "sh" + randomHex(6)
+	service := "sh" + randomHex(3)
 	ev := followContainerEvents(t, engineAPI(t), service)
 	goFile := filepath.Join(t.TempDir(), "go")
-	env := []string{"SHAREDCHILD_IMAGE=" + testenv.Image(t), "SHAREDCHILD_SERVICE=" + service, "SHAREDCHILD_RUN=" + randomHex(12),
+	env := []string{"SHAREDCHILD_IMAGE=" + testenv.Image(t), "SHAREDCHILD_SERVICE=" + service, "SHAREDCHILD_RUN=" + randomHex(6),
 		"SHAREDCHILD_GO=" + goFile, "SHAREDCHILD_MODE=pass", "SHAREDCHILD_TESTS=" + strconv.Itoa(tests), shared.EnvIdle + "=" + idle.String()}
 
 	children := make([]*sharedChild, procs)
@@ -517,9 +508,9 @@ func TestSharedHolderKilled(t *testing.T) {
 	t.Parallel()
 	const idle = 2 * time.Second
 	bin := buildSharedChild(t)
-	service := "sh" + randomHex(6)
+	service := "sh" + randomHex(3)
 	ev := followContainerEvents(t, engineAPI(t), service)
-	env := []string{"SHAREDCHILD_IMAGE=" + testenv.Image(t), "SHAREDCHILD_SERVICE=" + service, "SHAREDCHILD_RUN=" + randomHex(12),
+	env := []string{"SHAREDCHILD_IMAGE=" + testenv.Image(t), "SHAREDCHILD_SERVICE=" + service, "SHAREDCHILD_RUN=" + randomHex(6),
 		"SHAREDCHILD_MODE=hold", "SHAREDCHILD_TESTS=2", shared.EnvIdle + "=" + idle.String()}
 	var children []*sharedChild
 	for range 3 {
@@ -575,10 +566,10 @@ func awaitGone(t *testing.T, pid int, d time.Duration) {
 func TestSharedLaterRunReuses(t *testing.T) {
 	t.Parallel()
 	bin := buildSharedChild(t)
-	service := "sh" + randomHex(6)
+	service := "sh" + randomHex(3)
 	api := engineAPI(t)
 	ev := followContainerEvents(t, api, service)
-	env := []string{"SHAREDCHILD_IMAGE=" + testenv.Image(t), "SHAREDCHILD_SERVICE=" + service, "SHAREDCHILD_RUN=" + randomHex(12),
+	env := []string{"SHAREDCHILD_IMAGE=" + testenv.Image(t), "SHAREDCHILD_SERVICE=" + service, "SHAREDCHILD_RUN=" + randomHex(6),
 		"SHAREDCHILD_MODE=pass", "SHAREDCHILD_TESTS=1", shared.EnvIdle + "=1m"}
 	run := func() []string {
 		c := startSharedChild(t, bin, env...)
@@ -643,13 +634,13 @@ func BenchmarkSharedTake(b *testing.B) {
 		t.finish()
 		return took, c
 	}
-	kept := req(randomHex(12))
+	kept := req(randomHex(6))
 	_, warm := take(kept) // created once: the later runs find it
 	b.Cleanup(func() { expire(warm) })
 	b.ResetTimer()
 	var full, reuse time.Duration
 	for i := 0; i < b.N; i++ {
-		d, c := take(req(randomHex(12)))
+		d, c := take(req(randomHex(6)))
 		full += d
 		expire(c)
 		info, _ := warm.Inspect(context.Background())

@@ -140,9 +140,12 @@ func (r ContainerRequest) start(ctx context.Context, o *Orchestrator, testNet *N
 	if testName != "" {
 		cfg.internalLabels = map[string]string{LabelTest: testName}
 	}
-	if err := o.ensureImage(ctx, cfg.Image, cfg.PullTimeout); err != nil {
+	cfg.Service = r.service()
+	image, err := r.provideImage(ctx, o, st)
+	if err != nil {
 		return nil, err
 	}
+	cfg.Image = image
 
 	ctx, cancel := context.WithTimeout(ctx, r.opts.startupTimeout)
 	defer cancel()
@@ -169,6 +172,22 @@ func (r ContainerRequest) start(ctx context.Context, o *Orchestrator, testNet *N
 		return c, r.decorate(ctx, c, err)
 	}
 	return c, c.setUp(ctx, r.perTest)
+}
+
+// provideImage pulls or builds r's image as its options say and returns
+// the reference to create the container from; r.provided (a shared take
+// that did it already) is returned as it is.
+func (r ContainerRequest) provideImage(ctx context.Context, o *Orchestrator, st *testState) (string, error) {
+	if r.provided != "" {
+		return r.provided, nil
+	}
+	q := r.cfg.imageRequest()
+	q.build, q.goPackage = r.build, r.goPackage
+	if st != nil {
+		q.progress = func(msg string) { st.t.Log(msg) }
+		q.echo = r.logsToTest || envLogsOn()
+	}
+	return o.provide(ctx, q)
 }
 
 // decorate adds the container's state and last log lines to a start

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/heph-go/heph"
+	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/reaperchild"
 	"github.com/heph-go/heph/internal/testenv"
 	"github.com/stretchr/testify/require"
@@ -232,4 +234,95 @@ func TestPsAndPruneStaleWithTheReaperOff(t *testing.T) {
 	require.Empty(t, left, "heph prune --stale removed them")
 	t.Logf("heph prune --stale removed the 5 resources in %s:\n%s", took.Round(time.Millisecond), out)
 	t.Logf("TestPsAndPruneStaleWithTheReaperOff took %s", time.Since(began).Round(time.Millisecond))
+}
+
+// onlyLabelled is the daemon, its image list narrowed to images with label:
+// a prune on a shared daemon then sees only this test's images, never the
+// test images of packages running beside it.
+type onlyLabelled struct {
+	engine.API
+	label string
+}
+
+func (o onlyLabelled) ImageList(ctx context.Context, f engine.Filter) ([]engine.Image, error) {
+	return o.API.ImageList(ctx, engine.Filter{"label": append(append([]string{}, f["label"]...), o.label)})
+}
+
+// TestPsAndPruneImages: heph ps lists the images heph built, in use or not;
+// prune --images --dry-run lists the unused ones and removes nothing; prune
+// --images removes them and keeps the one a container uses.
+func TestPsAndPruneImages(t *testing.T) {
+	t.Parallel()
+	bin := hephBinary(t)
+	docker := testenv.Docker(t)
+	o := testenv.Orchestrator(t)
+	ctx := context.Background()
+	run := fmt.Sprint(time.Now().UnixNano())
+	build := func(name string) string {
+		t.Helper()
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+testenv.Image(t)+"\nCOPY run /run\n"), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "run"), []byte(run), 0o644))
+		tag, err := o.BuildImage(ctx, dir, heph.Build{Name: name, Labels: map[string]string{"heph-test.run": run}})
+		require.NoError(t, err)
+		t.Cleanup(func() { testenv.RemoveImage(t, docker, tag) })
+		return tag
+	}
+	unused, used := build("prune-unused"), build("prune-used")
+	c, err := o.CreateContainer(ctx, heph.ContainerConfig{Image: used})
+	require.NoError(t, err)
+
+	images := func(list []imageView) map[string]imageView {
+		m := map[string]imageView{}
+		for _, v := range list {
+			for _, tag := range v.Tags {
+				m[tag] = v
+			}
+		}
+		return m
+	}
+	status, out, errOut := hephCmd(t, bin, nil, "ps", "--json")
+	require.Equal(t, 0, status, "stderr: %s", errOut)
+	var ps psReport
+	require.NoError(t, json.Unmarshal([]byte(out), &ps))
+	listed := images(ps.Images)
+	require.Contains(t, listed, unused)
+	require.Contains(t, listed, used)
+	require.False(t, listed[unused].InUse)
+	require.True(t, listed[used].InUse, "a container was created from it")
+	require.Equal(t, filepath.Dir(filepath.Dir(listed[used].Source)), filepath.Dir(filepath.Dir(listed[unused].Source)), "the source is the context directory")
+	_, out, _ = hephCmd(t, bin, nil, "ps")
+	require.Regexp(t, `(?m)^`+regexp.QuoteMeta(used)+`\s+\S+\s+[0-9.]+ MB\s+\d+[smhd]\s+yes$`, out)
+	require.Contains(t, out, "heph prune --images removes those no container uses")
+
+	status, out, errOut = hephCmd(t, bin, nil, "prune", "--images", "--dry-run", "--json")
+	require.Equal(t, 0, status, "stderr: %s", errOut)
+	var dry pruneReport
+	require.NoError(t, json.Unmarshal([]byte(out), &dry))
+	require.Contains(t, images(dry.Images), unused)
+	require.NotContains(t, images(dry.Images), used)
+	require.Contains(t, images(dry.KeptImages), used)
+	_, err = docker.ImageInspect(ctx, unused)
+	require.NoError(t, err, "a dry run removes nothing")
+
+	var stdout, stderr bytes.Buffer
+	e := env{
+		stdout: &stdout, stderr: &stderr, now: time.Now, getenv: os.Getenv,
+		connect: func() (engine.API, engine.Endpoint, error) {
+			api, ep, err := connectDaemon()
+			if err != nil {
+				return nil, ep, err
+			}
+			return onlyLabelled{API: api, label: "heph-test.run=" + run}, ep, nil
+		},
+	}
+	require.Equal(t, exitOK, e.run([]string{"prune", "--images"}), "stderr: %s", stderr.String())
+	t.Logf("heph prune --images (this test's images only):\n%s", stdout.String())
+	require.Contains(t, stdout.String(), "removed: 1 image built by heph")
+	require.Contains(t, stdout.String(), "kept 1 image a container uses: "+used)
+	_, err = docker.ImageInspect(ctx, unused)
+	require.Error(t, err, "removed")
+	_, err = docker.ImageInspect(ctx, used)
+	require.NoError(t, err, "kept: a container uses it")
+	require.NoError(t, c.Terminate(ctx))
 }

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"debug/elf"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -45,7 +43,7 @@ type imageError struct {
 
 func (e *imageError) Error() string { return e.msg }
 
-// buildProbeImage builds heph-build/doctor-probe:<hash of the binary>, a
+// buildProbeImage builds heph-build/doctor-probe:<content hash>, a
 // FROM scratch image whose entrypoint is the probe, for the daemon's
 // platform: this binary when it is a static executable for that platform,
 // else the embedded source compiled with go build.
@@ -60,16 +58,12 @@ func buildProbeImage(ctx context.Context, o *heph.Orchestrator, d engine.Version
 	if err != nil {
 		return probeImage{}, err
 	}
-	sum, err := fileHash(bin)
-	if err != nil {
-		return probeImage{}, err
-	}
 	dockerfile := "FROM scratch\nCOPY probe /probe\nENTRYPOINT [\"/probe\"]\n"
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 		return probeImage{}, err
 	}
-	tag := "heph-build/doctor-probe:" + sum[:12]
-	if err := o.BuildImage(ctx, dir, tag); err != nil {
+	tag, err := o.BuildImage(ctx, dir, heph.Build{Name: "doctor-probe"})
+	if err != nil {
 		return probeImage{}, err
 	}
 	return probeImage{tag: tag, how: how}, nil
@@ -175,17 +169,4 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return out.Close()
-}
-
-func fileHash(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

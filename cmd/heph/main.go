@@ -9,7 +9,7 @@
 //
 //	heph doctor [--json]
 //	heph ps [--json]
-//	heph prune [--session ID]... [--stale] [--older-than DURATION] [--all] [--shared [--force]] [--dry-run] [--json]
+//	heph prune [--session ID]... [--stale] [--older-than DURATION] [--all] [--images] [--shared [--force]] [--dry-run] [--json]
 //
 // heph finds the daemon as heph's tests do: DOCKER_HOST, else DOCKER_CONTEXT
 // or the docker CLI's current context, else the rootless socket, else
@@ -38,10 +38,13 @@
 // Every container, network and volume labelled heph.managed=true, grouped by
 // session: the test that made it (heph.test), the owning process
 // (heph.pid, with @host when it ran on another machine), whether that process
-// is alive (judged on this host only: "?" elsewhere), and the age. Then
-// the shared containers (labelled heph.shared): their content key, the
-// processes holding them (on this host), and how long they have been idle
-// and until when their idle time keeps them.
+// is alive (judged on this host only: "?" elsewhere), and the age. Then the
+// images heph built (labelled heph.build: FromDockerfile, FromGoPackage,
+// BuildImage, doctor's probe) with what they were built from, their size,
+// age, and whether a container uses them. Then the shared containers
+// (labelled heph.shared): their content key, the processes holding them
+// (on this host), and how long they have been idle and until when their
+// idle time keeps them.
 //
 // # prune
 //
@@ -52,6 +55,10 @@
 //	--stale              sessions whose process is gone, on this host
 //	--older-than D       sessions created more than D ago (Go duration, or Nd for days)
 //	--all                every session (the only way to select without a condition)
+//
+// --images also removes the images heph built (heph.build) that no
+// container uses, every tag of each; alone it removes only those. They are a
+// cache: the next test that needs one builds it again.
 //
 // --shared removes the shared containers no live process on this host
 // holds, at once, whatever their idle time; --force with it removes held
@@ -87,12 +94,14 @@ const usage = `heph shows and removes what heph-based tests left on a Docker dae
 
 Usage:
   heph doctor [--json]    check that this machine can run heph's tests
-  heph ps [--json]        list heph's containers, networks and volumes by session
+  heph ps [--json]        list heph's containers, networks and volumes by session,
+                          and the images heph built
   heph prune [flags]      remove sessions' resources:
       --session ID        a session id or unique prefix (repeatable)
       --stale             sessions whose process is gone (on this host)
       --older-than D      sessions older than D (30m, 2h, 7d)
       --all               every session
+      --images            the images heph built that no container uses
       --shared            shared containers no live process holds
       --force             with --shared: held ones too
       --dry-run           say what would be removed, remove nothing

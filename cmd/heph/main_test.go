@@ -80,14 +80,25 @@ func fixture() []sessions.Session {
 
 const daemonHost = "unix:///var/run/docker.sock"
 
+// imageFixture is what builtImages gives for a daemon with three images heph
+// built, one in use.
+func imageFixture() []imageView {
+	ago := func(d time.Duration) *int64 { s := int64(d.Seconds()); return &s }
+	return []imageView{
+		{ID: "sha256:1111", Tags: []string{"heph-build/api:3f2a9c1d7e4b"}, Source: "github.com/acme/shop/cmd/api", Size: 9_412_608, Created: now.Add(-2 * time.Hour), AgeSeconds: ago(2 * time.Hour), InUse: true},
+		{ID: "sha256:2222", Tags: []string{"heph-build/doctor-probe:93061b37a7d7"}, Source: "/tmp/heph-doctor-1234", Size: 2_203_648, Created: now.Add(-3 * 24 * time.Hour), AgeSeconds: ago(3 * 24 * time.Hour)},
+		{ID: "sha256:3333", Tags: []string{"heph-build/testdb:0a1b2c3d4e5f"}, Source: "/home/me/shop/testdata/db-with-a-rather-long-directory-name", Size: 151_000_000},
+	}
+}
+
 func TestPsGolden(t *testing.T) {
-	r := psReport{Daemon: daemonHost, Sessions: views(fixture(), now, "ci-runner-7")}
+	r := psReport{Daemon: daemonHost, Sessions: views(fixture(), now, "ci-runner-7"), Images: imageFixture()}
 	var text, js, empty bytes.Buffer
 	writePs(&text, r)
 	golden(t, "ps.golden", text.Bytes())
 	require.NoError(t, writeJSON(&js, r))
 	golden(t, "ps.json.golden", js.Bytes())
-	writePs(&empty, psReport{Daemon: daemonHost, Sessions: views(nil, now, "ci-runner-7")})
+	writePs(&empty, psReport{Daemon: daemonHost, Sessions: views(nil, now, "ci-runner-7"), Images: []imageView{}})
 	golden(t, "ps_empty.golden", empty.Bytes())
 	for _, l := range strings.Split(text.String(), "\n") {
 		require.LessOrEqual(t, len([]rune(l)), 120, "fits a terminal: %q", l)
@@ -98,7 +109,7 @@ func TestPsGolden(t *testing.T) {
 func TestPruneGolden(t *testing.T) {
 	stale, err := selectSessions(fixture(), pruneSelection{stale: true}, now)
 	require.NoError(t, err)
-	dry := pruneReport{Daemon: daemonHost, DryRun: true, Sessions: views(stale, now, "ci-runner-7"), Errors: []string{}}
+	dry := pruneReport{Daemon: daemonHost, DryRun: true, Sessions: views(stale, now, "ci-runner-7"), Images: []imageView{}, KeptImages: []imageView{}, Errors: []string{}}
 	var text, js bytes.Buffer
 	writePrune(&text, dry)
 	golden(t, "prune_dry_run.golden", text.Bytes())
@@ -114,6 +125,19 @@ func TestPruneGolden(t *testing.T) {
 	text.Reset()
 	writePrune(&text, pruneReport{Daemon: daemonHost, Sessions: []sessionView{}})
 	golden(t, "prune_nothing.golden", text.Bytes())
+
+	imgs := imageFixture()
+	images := pruneReport{Daemon: daemonHost, DryRun: true, Sessions: []sessionView{}, Images: imgs[1:], KeptImages: imgs[:1], Errors: []string{}, images: true}
+	text.Reset()
+	writePrune(&text, images)
+	golden(t, "prune_images_dry_run.golden", text.Bytes())
+	js.Reset()
+	require.NoError(t, writeJSON(&js, images))
+	golden(t, "prune_images_dry_run.json.golden", js.Bytes())
+	images.DryRun = false
+	text.Reset()
+	writePrune(&text, images)
+	golden(t, "prune_images.golden", text.Bytes())
 }
 
 func TestDoctorGolden(t *testing.T) {
@@ -225,7 +249,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"help"}, exitOK, "Usage:", ""},
 		{[]string{"--help"}, exitOK, "Usage:", ""},
 		{[]string{"rm"}, exitUsage, "", `unknown command "rm"`},
-		{[]string{"prune"}, exitUsage, "", "say what to remove: --stale, --older-than DURATION, --session ID, or --all"},
+		{[]string{"prune"}, exitUsage, "", "say what to remove: --stale, --older-than DURATION, --session ID, --all, or --images"},
 		{[]string{"prune", "--older-than", "soon"}, exitUsage, "", `want a duration such as 30m, 2h or 7d, not "soon"`},
 		{[]string{"prune", "--session", ""}, exitUsage, "", "empty session id"},
 		{[]string{"ps", "extra"}, exitUsage, "", `unexpected argument "extra"`},

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/labels"
 	"github.com/heph-go/heph/internal/sessions"
 )
@@ -44,7 +45,8 @@ type resourceView struct {
 type psReport struct {
 	Daemon   string        `json:"daemon"`
 	Sessions []sessionView `json:"sessions"`
-	Shared   []sharedView  `json:"shared,omitempty"` // shared containers (cmd/heph/shared.go)
+	Images   []imageView   `json:"images"`           // the images heph built
+	Shared   []sharedView  `json:"shared,omitempty"` // shared containers (shared.go)
 }
 
 // pruneReport is what heph prune prints.
@@ -52,12 +54,20 @@ type pruneReport struct {
 	Daemon   string        `json:"daemon"`
 	DryRun   bool          `json:"dry_run"`
 	Sessions []sessionView `json:"sessions"` // with what was (or would be) removed
-	Errors   []string      `json:"errors"`
+	// Images are the images heph built that were (or would be) removed
+	// (--images); KeptImages those left because a container uses them.
+	Images     []imageView `json:"images"`
+	KeptImages []imageView `json:"kept_images"`
+	Errors     []string    `json:"errors"`
+
+	images bool // --images was given
+
 	// Shared are the shared containers removed (or that would be), with
-	// --shared; KeptShared those a live process holds.
+	// --shared; KeptShared those a live process holds (shared.go).
 	Shared     []sharedView `json:"shared,omitempty"`
 	KeptShared []sharedView `json:"kept_shared,omitempty"`
 	shared     bool         // --shared was given
+	onlyShared bool         // and nothing else
 }
 
 // views turns sessions into views at time now; thisHost marks local ones.
@@ -212,6 +222,16 @@ func plural(n int, what string) string {
 // writePs is heph ps's text output.
 func writePs(w io.Writer, r psReport) {
 	defer writePsShared(w, r.Shared)
+	writePsSessions(w, r)
+	if len(r.Images) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	writeImages(w, r.Images)
+	fmt.Fprintf(w, "\n%s built by heph (%s): heph prune --images removes those no container uses\n", plural(len(r.Images), "image"), megabytes(totalSize(r.Images)))
+}
+
+func writePsSessions(w io.Writer, r psReport) {
 	if len(r.Sessions) == 0 {
 		fmt.Fprintf(w, "no heph containers, networks or volumes on %s\n", r.Daemon)
 		return
@@ -236,24 +256,43 @@ func writePs(w io.Writer, r psReport) {
 // writePrune is heph prune's text output.
 func writePrune(w io.Writer, r pruneReport) {
 	if r.shared {
-		defer writePruneShared(w, r)
-		if len(r.Sessions) == 0 && len(r.Errors) == 0 {
-			return // only --shared: nothing to say about sessions
+		if r.onlyShared {
+			writePruneShared(w, r)
+			return
 		}
-	}
-	switch {
-	case len(r.Sessions) == 0 && len(r.Errors) == 0:
-		fmt.Fprintf(w, "nothing to remove on %s\n", r.Daemon)
-		return
-	case len(r.Sessions) > 0:
-		writeTable(w, r.Sessions)
-		fmt.Fprintln(w)
+		defer func() { fmt.Fprintln(w); writePruneShared(w, r) }()
 	}
 	verb := "removed"
 	if r.DryRun {
 		verb = "would remove (dry run, nothing removed)"
 	}
-	fmt.Fprintf(w, "%s: %s of %s on %s\n", verb, counts(r.Sessions), plural(len(r.Sessions), "session"), r.Daemon)
+	said := true
+	switch {
+	case len(r.Sessions) == 0 && len(r.Images) == 0 && len(r.Errors) == 0:
+		fmt.Fprintf(w, "nothing to remove on %s\n", r.Daemon)
+	case len(r.Sessions) > 0 || !r.images:
+		if len(r.Sessions) > 0 {
+			writeTable(w, r.Sessions)
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s: %s of %s on %s\n", verb, counts(r.Sessions), plural(len(r.Sessions), "session"), r.Daemon)
+	default:
+		said = false
+	}
+	if len(r.Images) > 0 {
+		if said {
+			fmt.Fprintln(w)
+		}
+		writeImages(w, r.Images)
+		fmt.Fprintf(w, "\n%s: %s built by heph (%s) on %s\n", verb, plural(len(r.Images), "image"), megabytes(totalSize(r.Images)), r.Daemon)
+	}
+	if len(r.KeptImages) > 0 {
+		names := make([]string, 0, len(r.KeptImages))
+		for _, v := range r.KeptImages {
+			names = append(names, imageName(v))
+		}
+		fmt.Fprintf(w, "kept %s a container uses: %s\n", plural(len(r.KeptImages), "image"), strings.Join(names, ", "))
+	}
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -287,12 +326,17 @@ func (e env) ps(args []string) int {
 		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
 		return exitFail
 	}
+	imgs, err := builtImages(ctx, api, e.now())
+	if err != nil {
+		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
+		return exitFail
+	}
 	infos, _, err := listShared(ctx, api)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
 		return exitFail
 	}
-	r := psReport{Daemon: ep.Host, Sessions: views(list, e.now(), thisHost()), Shared: sharedViews(infos, e.now())}
+	r := psReport{Daemon: ep.Host, Sessions: views(list, e.now(), thisHost()), Images: imgs, Shared: sharedViews(infos, e.now())}
 	if *asJSON {
 		if err := writeJSON(e.stdout, r); err != nil {
 			return exitFail
@@ -309,17 +353,14 @@ type pruneSelection struct {
 	stale     bool
 	olderThan time.Duration
 	all       bool
-	shared    bool // --shared: the shared containers no one holds
-	force     bool // --force: with --shared, held ones too
+	images    bool // the images heph built that no container uses
+	shared    bool // the shared containers no live process holds
+	force     bool // with shared: held ones too
 }
 
-func (p pruneSelection) empty() bool {
-	return p.noSession() && !p.shared
-}
-
-// noSession reports whether no session selector was given.
-func (p pruneSelection) noSession() bool {
-	return len(p.sessions) == 0 && !p.stale && p.olderThan == 0 && !p.all
+// selectsSessions reports whether p selects sessions at all.
+func (p pruneSelection) selectsSessions() bool {
+	return len(p.sessions) > 0 || p.stale || p.olderThan > 0 || p.all
 }
 
 // selectSessions returns the sessions p selects, at time now. Every --session
@@ -370,6 +411,7 @@ func (e env) prune(args []string) int {
 	fs.BoolVar(&p.stale, "stale", false, "sessions whose process is gone (on this host)")
 	fs.Var(&older, "older-than", "sessions older than this (30m, 2h, 7d)")
 	fs.BoolVar(&p.all, "all", false, "every session")
+	fs.BoolVar(&p.images, "images", false, "the images heph built (heph.build) that no container uses")
 	fs.BoolVar(&p.shared, "shared", false, "shared containers no live process holds")
 	fs.BoolVar(&p.force, "force", false, "with --shared: held ones too")
 	dryRun := fs.Bool("dry-run", false, "say what would be removed, remove nothing")
@@ -382,8 +424,8 @@ func (e env) prune(args []string) int {
 		fmt.Fprintln(e.stderr, "heph prune: --force goes with --shared")
 		return exitUsage
 	}
-	if p.empty() {
-		fmt.Fprintln(e.stderr, "heph prune: say what to remove: --stale, --older-than DURATION, --session ID, or --all; or --shared")
+	if !p.selectsSessions() && !p.images && !p.shared {
+		fmt.Fprintln(e.stderr, "heph prune: say what to remove: --stale, --older-than DURATION, --session ID, --all, or --images; or --shared for shared containers")
 		return exitUsage
 	}
 
@@ -395,26 +437,69 @@ func (e env) prune(args []string) int {
 	defer api.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	list, err := sessions.List(ctx, api)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
-		return exitFail
-	}
 	now := e.now()
-	var selected []sessions.Session
-	if !p.noSession() {
-		if selected, err = selectSessions(list, p, now); err != nil {
-			fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
-			return exitFail
-		}
-	}
-	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Errors: []string{}, shared: p.shared}
+	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Sessions: []sessionView{}, Images: []imageView{}, KeptImages: []imageView{}, Errors: []string{}, images: p.images,
+		shared: p.shared, onlyShared: p.shared && !p.images && !p.selectsSessions()}
 	if p.shared {
 		var errs []string
 		r.Shared, r.KeptShared, errs = pruneShared(ctx, api, now, p.force, *dryRun)
 		r.Errors = append(r.Errors, errs...)
 	}
-	if *dryRun {
+	if p.selectsSessions() {
+		if err := pruneSessions(ctx, api, p, now, &r); err != nil {
+			fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
+			return exitFail
+		}
+	}
+	if p.images {
+		imgs, err := builtImages(ctx, api, now)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "heph prune: %v\n", err)
+			return exitFail
+		}
+		if *dryRun {
+			for _, v := range imgs {
+				if v.InUse {
+					r.KeptImages = append(r.KeptImages, v)
+				} else {
+					r.Images = append(r.Images, v)
+				}
+			}
+		} else {
+			removed, kept, err := removeImages(ctx, api, imgs)
+			r.Images, r.KeptImages = append(r.Images, removed...), append(r.KeptImages, kept...)
+			if err != nil {
+				r.Errors = append(r.Errors, err.Error())
+			}
+		}
+	}
+	status := exitOK
+	for _, msg := range r.Errors {
+		fmt.Fprintf(e.stderr, "heph prune: %s\n", msg)
+		status = exitFail
+	}
+	if *asJSON {
+		if err := writeJSON(e.stdout, r); err != nil {
+			return exitFail
+		}
+		return status
+	}
+	writePrune(e.stdout, r)
+	return status
+}
+
+// pruneSessions removes (or, in a dry run, lists) the sessions p selects
+// into r; it fails when the sessions cannot be listed or selected.
+func pruneSessions(ctx context.Context, api engine.API, p pruneSelection, now time.Time, r *pruneReport) error {
+	list, err := sessions.List(ctx, api)
+	if err != nil {
+		return err
+	}
+	selected, err := selectSessions(list, p, now)
+	if err != nil {
+		return err
+	}
+	if r.DryRun {
 		r.Sessions = views(selected, now, thisHost())
 	} else {
 		r.Sessions = []sessionView{}
@@ -448,17 +533,5 @@ func (e env) prune(args []string) int {
 			}
 		}
 	}
-	status := exitOK
-	for _, msg := range r.Errors {
-		fmt.Fprintf(e.stderr, "heph prune: %s\n", msg)
-		status = exitFail
-	}
-	if *asJSON {
-		if err := writeJSON(e.stdout, r); err != nil {
-			return exitFail
-		}
-		return status
-	}
-	writePrune(e.stdout, r)
-	return status
+	return nil
 }

@@ -66,7 +66,7 @@ func TestPsSharedGolden(t *testing.T) {
 
 func TestPruneSharedGolden(t *testing.T) {
 	all := sharedViews(sharedFixture(), now)
-	dry := pruneReport{Daemon: daemonHost, DryRun: true, Errors: []string{}, shared: true, Shared: all[1:3], KeptShared: []sharedView{all[0], all[3]}}
+	dry := pruneReport{Daemon: daemonHost, DryRun: true, Errors: []string{}, shared: true, onlyShared: true, Shared: all[1:3], KeptShared: []sharedView{all[0], all[3]}}
 	var text, js bytes.Buffer
 	writePrune(&text, dry)
 	golden(t, "prune_shared_dry_run.golden", text.Bytes())
@@ -81,7 +81,7 @@ func TestPruneSharedGolden(t *testing.T) {
 	golden(t, "prune_shared.golden", text.Bytes())
 
 	text.Reset()
-	writePrune(&text, pruneReport{Daemon: daemonHost, Sessions: []sessionView{}, Errors: []string{}, shared: true, Shared: []sharedView{}})
+	writePrune(&text, pruneReport{Daemon: daemonHost, Sessions: []sessionView{}, Errors: []string{}, shared: true, onlyShared: true, Shared: []sharedView{}})
 	golden(t, "prune_shared_nothing.golden", text.Bytes())
 }
 

@@ -407,13 +407,18 @@ func encodeAuth(a *AuthConfig) (string, error) {
 	if a == nil {
 		return "", nil
 	}
-	b, err := json.Marshal(registry.AuthConfig{
-		Username: a.Username, Password: a.Password, IdentityToken: a.IdentityToken, ServerAddress: a.ServerAddress,
-	})
+	b, err := json.Marshal(registryAuth(*a))
 	if err != nil {
 		return "", err
 	}
 	return base64.URLEncoding.EncodeToString(b), nil
+}
+
+// registryAuth maps credentials to the SDK's.
+func registryAuth(a AuthConfig) registry.AuthConfig {
+	return registry.AuthConfig{
+		Username: a.Username, Password: a.Password, IdentityToken: a.IdentityToken, RegistryToken: a.RegistryToken, ServerAddress: a.ServerAddress,
+	}
 }
 
 // ImagePull implements API.
@@ -446,7 +451,7 @@ func (c *Client) ImageBuild(ctx context.Context, r io.Reader, opts BuildOptions,
 	}
 	auths := make(map[string]registry.AuthConfig, len(opts.Auth))
 	for host, a := range opts.Auth {
-		auths[host] = registry.AuthConfig{Username: a.Username, Password: a.Password, IdentityToken: a.IdentityToken, ServerAddress: a.ServerAddress}
+		auths[host] = registryAuth(a)
 	}
 	res, err := c.cli.ImageBuild(ctx, r, client.ImageBuildOptions{
 		Tags:        opts.Tags,
@@ -619,7 +624,7 @@ func fromInspect(r container.InspectResponse) Container {
 
 // fromSummary maps an entry of a container list.
 func fromSummary(s container.Summary) Container {
-	out := Container{ID: s.ID, Image: s.Image, Status: string(s.State), Labels: s.Labels, Created: time.Unix(s.Created, 0)}
+	out := Container{ID: s.ID, Image: s.Image, ImageID: s.ImageID, Status: string(s.State), Labels: s.Labels, Created: time.Unix(s.Created, 0)}
 	if len(s.Names) > 0 {
 		out.Name = strings.TrimPrefix(s.Names[0], "/")
 	}

@@ -305,12 +305,12 @@ func TestContainerListSendsFiltersAndMapsEntries(t *testing.T) {
 	}, filtersOf(t, r))
 
 	app := wantApp()
-	app.ImageID, app.HealthLog, app.Health, app.Started = "", nil, "", time.Time{} // not in a list (API 1.41)
+	app.HealthLog, app.Health, app.Started = nil, "", time.Time{} // not in a list (API 1.41)
 	app.Created = time.Unix(1795999045, 0)
 	app.Networks = map[string]engine.Attachment{"heph-record-net": {NetworkID: netID, IP: "10.231.7.2", Gateway: "10.231.7.1"}}
 	require.Equal(t, []engine.Container{
 		{
-			ID: exitID, Name: "heph-record-exit", Image: imageName, Status: "exited", ExitCode: 3,
+			ID: exitID, Name: "heph-record-exit", Image: imageName, ImageID: imageID, Status: "exited", ExitCode: 3,
 			Networks: map[string]engine.Attachment{"bridge": {NetworkID: bridgeID}},
 			Labels:   map[string]string{"heph.test": "record"}, Created: time.Unix(1795999046, 0),
 		},

@@ -173,7 +173,7 @@ type ContainerSpec struct {
 // Container describes a container, from an inspect or a list.
 type Container struct {
 	ID, Name, Image string // Name without the leading "/"
-	ImageID         string // from inspect only
+	ImageID         string
 	// Status is Docker's state: created, running, paused, restarting,
 	// removing, exited, dead (or "" when unknown).
 	Status    string
@@ -243,8 +243,11 @@ type Image struct {
 // print them.
 type AuthConfig struct {
 	Username, Password string
-	IdentityToken      string
-	ServerAddress      string
+	// IdentityToken is an OAuth2 refresh token the daemon trades for a
+	// registry token; RegistryToken is a bearer token sent as it is.
+	IdentityToken string
+	RegistryToken string
+	ServerAddress string
 }
 
 // PullOptions qualify a pull.

@@ -7,8 +7,10 @@
 package enginetest
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -763,8 +765,29 @@ func (f *Fake) ImageLoad(ctx context.Context, r io.Reader) error {
 	if err := f.enter(ctx, "ImageLoad", nil); err != nil {
 		return err
 	}
-	_, err := io.Copy(io.Discard, r)
-	return err
+	// Tag what a `docker save` tar's manifest.json names, as the daemon does.
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if hdr.Name != "manifest.json" {
+			continue
+		}
+		var manifest []struct{ RepoTags []string }
+		if err := json.NewDecoder(tr).Decode(&manifest); err != nil {
+			return fmt.Errorf("manifest.json: %w", err)
+		}
+		for _, m := range manifest {
+			for _, t := range m.RepoTags {
+				f.AddImage(t, engine.Image{})
+			}
+		}
+	}
 }
 
 // ImageList implements engine.API ("label" and "reference" filters).

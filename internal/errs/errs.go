@@ -21,6 +21,7 @@ var (
 	InvalidConfig        = errors.New("heph: invalid configuration")
 	NetworkPoolExhausted = errors.New("heph: Docker network address pools exhausted")
 	Watchdog             = errors.New("heph: the watchdog could not be started")
+	RegistryAuth         = errors.New("heph: the registry refused the credentials")
 )
 
 // OpError is a failed operation on a subject: "heph: start container

@@ -24,4 +24,11 @@ const (
 	// shared container has no heph.session and no heph.pid: no session's
 	// teardown or watchdog removes it, the last holder's idle time does.
 	Shared = "heph.shared"
+	// Build marks an image heph built (FromDockerfile, FromGoPackage,
+	// Orchestrator.BuildImage); its value is the content hash the image's
+	// tag heph-build/<name>:<hash> starts with.
+	Build = "heph.build"
+	// BuildSource says what an image was built from: the context directory
+	// or the Go package.
+	BuildSource = "heph.build.source"
 )

@@ -48,6 +48,17 @@ func Image(ref string) error {
 	return nil
 }
 
+var platformSpec = regexp.MustCompile(`^[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_]+)?$`)
+
+// Platform checks a platform: "os/arch" or "os/arch/variant", lower case
+// (linux/amd64, linux/arm64, linux/arm/v7).
+func Platform(p string) error {
+	if !platformSpec.MatchString(p) {
+		return reason(`is not "os/arch" or "os/arch/variant" in lower case (linux/amd64, linux/arm64, linux/arm/v7)`)
+	}
+	return nil
+}
+
 // EnvKey checks the name of an environment variable.
 func EnvKey(k string) error {
 	switch {

@@ -64,13 +64,19 @@ func serve(t testing.TB, h http.Handler) string {
 // reading the push stream to its end. It fails the test on any error.
 func Push(t testing.TB, c *client.Client, src, ref string) {
 	t.Helper()
+	// Daemons before API 1.?? insist on an X-Registry-Auth header: "{}" in base64.
+	PushAuth(t, c, src, ref, "e30=")
+}
+
+// PushAuth is Push with the X-Registry-Auth value auth (see Auth).
+func PushAuth(t testing.TB, c *client.Client, src, ref, auth string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := c.ImageTag(ctx, client.ImageTagOptions{Source: src, Target: ref}); err != nil {
 		t.Fatalf("tag %s as %s: %v", src, ref, err)
 	}
-	// Daemons before API 1.?? insist on an X-Registry-Auth header: "{}" in base64.
-	resp, err := c.ImagePush(ctx, ref, client.ImagePushOptions{RegistryAuth: "e30="})
+	resp, err := c.ImagePush(ctx, ref, client.ImagePushOptions{RegistryAuth: auth})
 	if err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}

@@ -172,7 +172,13 @@ func buildImage(dockerfile, name string) (string, error) {
 		return "", err
 	}
 	defer o.Close()
-	if err := o.BuildImage(ctx, dir, tag); err != nil {
+	built, err := o.BuildImage(ctx, dir, heph.Build{Name: name})
+	if err != nil {
+		return "", err
+	}
+	// Also under the tag of the sources' hash, found without a go build by
+	// the next test process.
+	if _, err := raw.ImageTag(ctx, client.ImageTagOptions{Source: built, Target: tag}); err != nil {
 		return "", err
 	}
 	return tag, nil
