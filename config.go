@@ -14,6 +14,7 @@ import (
 	herrs "github.com/heph-go/heph/internal/errs"
 	"github.com/heph-go/heph/internal/port"
 	"github.com/heph-go/heph/internal/rules"
+	"github.com/heph-go/heph/internal/shared"
 	"github.com/heph-go/heph/wait"
 )
 
@@ -306,7 +307,7 @@ func (o *Orchestrator) spec(name, bindIP string, cfg ContainerConfig) engine.Con
 		if m.Type == MountVolume && m.Source != "" {
 			// Applied only when the daemon creates the volume for this mount,
 			// so a pre-existing volume is never claimed by the session.
-			ms.VolumeLabels = sharedLabels(o.resourceLabels(), cfg.sharedKey)
+			ms.VolumeLabels = shared.Labels(o.resourceLabels(), cfg.sharedKey)
 		}
 		mounts = append(mounts, ms)
 	}
@@ -314,7 +315,7 @@ func (o *Orchestrator) spec(name, bindIP string, cfg ContainerConfig) engine.Con
 		Name: name, Image: cfg.Image, Hostname: cfg.Service,
 		Cmd: slices.Clone(cfg.Cmd), Entrypoint: slices.Clone(cfg.Entrypoint), Env: env,
 		WorkingDir: cfg.WorkingDir, User: cfg.User,
-		Labels: sharedLabels(o.resourceLabels(cfg.Labels, cfg.internalLabels, map[string]string{LabelService: cfg.Service}), cfg.sharedKey),
+		Labels: shared.Labels(o.resourceLabels(cfg.Labels, cfg.internalLabels, map[string]string{LabelService: cfg.Service}), cfg.sharedKey),
 		Ports:  ports, Mounts: mounts, Platform: cfg.Platform,
 	}
 	if len(cfg.Networks) > 0 {

@@ -21,6 +21,7 @@ import (
 	"github.com/heph-go/heph/internal/errs"
 	"github.com/heph-go/heph/internal/port"
 	"github.com/heph-go/heph/internal/rules"
+	"github.com/heph-go/heph/internal/shared"
 	"github.com/heph-go/heph/wait"
 )
 
@@ -43,12 +44,9 @@ type Container struct {
 
 	termMu     sync.Mutex // serialises Terminate
 	terminated bool
-	// release undoes WithPerTest's setup; leave lets a shared container go
-	// (it is not removed); logsSince is when a shared one was taken.
-	release   func(context.Context) error
-	leave     func(context.Context) error
-	logsSince time.Time
-	joined    []*Network // the networks a shared container joined (mu)
+	release    func(context.Context) error // undoes WithPerTest's setup
+	attach     *shared.Attachment          // a shared container's networks: Terminate leaves them
+	logsSince  time.Time                   // when a shared container was taken
 }
 
 // startOptions are what a container keeps of its request.
@@ -329,17 +327,14 @@ func (c *Container) Terminate(ctx context.Context) error {
 	}
 	var released error
 	if c.release != nil {
-		released, c.release = c.release(ctx), nil
-		if released != nil {
+		if released, c.release = c.release(ctx), nil; released != nil {
 			released = fmt.Errorf("heph: release of container %s (WithPerTest): %w", c.name, released)
 		}
 	}
-	if c.leave != nil {
-		if err := c.leave(ctx); err != nil {
-			return errors.Join(released, err)
-		}
-		c.terminated = true
-		return released
+	if c.attach != nil {
+		err := c.attach.Leave(ctx)
+		c.terminated = err == nil
+		return errors.Join(released, err)
 	}
 	if c.opts.graceful {
 		if err := c.Stop(ctx); err != nil && !isNotFound(err) {

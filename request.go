@@ -379,41 +379,31 @@ func (r ContainerRequest) WithLogsToTest() ContainerRequest {
 	return r
 }
 
-// Shared makes the request shared: every test — in this package, in any
-// other package of the same `go test` run, or in a later run on this
-// machine — that starts an equal request gets the same container, created
-// once and joined by the others. Equal means the same content: image (its
-// content ID, so a re-pushed tag is a new container), command, entrypoint,
-// environment, ports, mounts, files (their content and modes), labels,
-// user, working directory and service name; the wait strategy and timeouts
-// are not part of it.
-//
-// Each Start joins the shared container to the test's own network under its
-// service name (so the test's other containers reach it as they would an
-// unshared one) and leaves that network when the test ends; Start runs the
-// wait strategy each time. The container carries no session: it is removed
-// by the watchdog of the last process holding it, HEPH_SHARED_IDLE (default
-// 15s; "keep" keeps it for the local dev loop) after that process ended,
-// however it ended. One that exited, became unhealthy or lost a published
-// port is replaced before it is handed out. Isolation between tests is the
-// caller's: see WithPerTest.
-//
-// WithGracefulStop cannot be combined with Shared (it is refused at Start).
+// Shared makes the request shared: every test — of this package, of any
+// package of the same `go test` run, or of a later run on this machine —
+// that starts an equal request gets the same container, created once.
+// Equal is by content: the image's content ID (a tag pushed again is a new
+// container), command, entrypoint, env, ports, mounts, files, labels, user,
+// working dir, platform and service name; not the wait strategy. Start runs
+// the wait strategy each time, joins the container to the test's network
+// under its service name and leaves it when the test ends. No session owns
+// it: the watchdog of the last process holding it removes it HEPH_SHARED_IDLE
+// (default 15s; "keep": never) after that process ended, however it ended.
+// One that exited, is unhealthy or lost a published port is replaced, not
+// handed out. Isolation is the caller's (WithPerTest). With WithGracefulStop
+// Start fails with ErrInvalidConfig.
 func (r ContainerRequest) Shared() ContainerRequest {
 	r = r.clone()
 	r.shared = true
 	return r
 }
 
-// WithPerTest runs setup each time a test takes the container — after it
-// is ready and on the test's network — to prepare what that test needs (a
-// schema, a database, a keyspace), and the release setup returned (nil:
-// nothing to undo) when the test lets it go (its teardown, or Terminate),
-// before the container leaves the test's network or is removed. A setup
-// error fails the start (Start calls t.Fatalf; the container is let go); a
-// release error is reported with t.Errorf (Terminate returns it). It is the
-// way to isolate tests that share a container (Shared), and works the same
-// on one that is not shared.
+// WithPerTest runs setup each time a test takes the container, once it is
+// ready and on the test's network — to make what that test needs: a
+// schema, a database — and the release setup returns (nil: none) when the
+// test lets it go (teardown, Terminate), before the container leaves the
+// network or is removed. A setup error fails the start; a release error is
+// reported with t.Errorf (returned by Terminate). Shared or not.
 func (r ContainerRequest) WithPerTest(setup func(ctx context.Context, c *Container) (release func(context.Context) error, err error)) ContainerRequest {
 	r = r.clone()
 	if setup == nil {

@@ -49,22 +49,35 @@ func engineAPI(t testing.TB) engine.API {
 	return api
 }
 
-// expireNow removes, when the test ends, the shared containers of keys this
-// process holds that no other process holds (the leak check would, at the
-// end of the package).
-func expireNow(t *testing.T) {
+// expireNow returns a function that records the shared container of c;
+// when the test ends, this process lets each recorded one go and removes it
+// if no other process holds it (the leak check would, at the end of the
+// package). Other tests' shared containers are not touched.
+func expireNow(t *testing.T) func(c *heph.Container) *heph.Container {
 	api := engineAPI(t)
+	var mu sync.Mutex
+	keys := map[string]bool{}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		host, _ := os.Hostname()
-		for _, l := range shared.Process.Leases() {
-			shared.Process.Release(l.Store, l.Key)
-			if _, err := (shared.Expiry{API: api, Store: l.Store, Host: host}).Expire(ctx, l.Key, shared.Unheld); err != nil {
-				t.Errorf("expire shared %s: %v", l.Key[:12], err)
+		store, err := shared.Open()
+		require.NoError(t, err)
+		for key := range keys {
+			shared.Process.Release(store, key)
+			if _, err := (shared.Expiry{API: api, Store: store, Host: host}).Expire(ctx, key, shared.Unheld); err != nil {
+				t.Errorf("expire shared %s: %v", key[:12], err)
 			}
 		}
 	})
+	return func(c *heph.Container) *heph.Container {
+		info, err := c.Inspect(context.Background())
+		require.NoError(t, err)
+		mu.Lock()
+		keys[info.Labels["heph.shared"]] = true
+		mu.Unlock()
+		return c
+	}
 }
 
 // execIn runs the test app's subcommand in c and returns its exit code and
@@ -80,7 +93,7 @@ func execIn(t *testing.T, c *heph.Container, args ...string) (int, string) {
 
 func TestSharedReachableByServiceNameOnlyWhileHeld(t *testing.T) {
 	t.Parallel()
-	expireNow(t)
+	track := expireNow(t)
 	ctx := context.Background()
 	db, service := sharedWeb(t)
 
@@ -95,7 +108,7 @@ func TestSharedReachableByServiceNameOnlyWhileHeld(t *testing.T) {
 
 	var id, testNet string
 	t.Run("Holder", func(t *testing.T) {
-		c := db.WithNetwork(outside).Start(t)
+		c := track(db.WithNetwork(outside).Start(t))
 		id = c.ID()
 		own := heph.NewContainer(testenv.Image(t)).WithName("client").WithCmd("-http", ":8080").Start(t)
 		testNet = heph.TestNetwork(t).Name()
@@ -115,7 +128,7 @@ func TestSharedReachableByServiceNameOnlyWhileHeld(t *testing.T) {
 	require.NotEqual(t, 0, code, "the ended test's network no longer reaches it: %s", out)
 
 	t.Run("NextHolder", func(t *testing.T) {
-		c := db.Start(t)
+		c := track(db.Start(t))
 		require.Equal(t, id, c.ID(), "the next test takes the same container")
 		own := heph.NewContainer(testenv.Image(t)).WithName("client").WithCmd("-http", ":8080").Start(t)
 		code, out := execIn(t, own, "fetch", url)
@@ -125,7 +138,7 @@ func TestSharedReachableByServiceNameOnlyWhileHeld(t *testing.T) {
 
 func TestSharedNewContentNewContainer(t *testing.T) {
 	t.Parallel()
-	expireNow(t)
+	track := expireNow(t)
 	docker := testenv.Docker(t)
 	ctx := context.Background()
 	tag := "heph-test/retag-" + randomHex(4) + ":v1"
@@ -139,7 +152,7 @@ func TestSharedNewContentNewContainer(t *testing.T) {
 	ids := map[string]string{}
 	take := func(name string, r heph.ContainerRequest) string {
 		var id string
-		t.Run(name, func(t *testing.T) { id = r.Start(t).ID() })
+		t.Run(name, func(t *testing.T) { id = track(r.Start(t)).ID() })
 		return id
 	}
 	first := take("Base", base)
@@ -166,16 +179,16 @@ func TestSharedNewContentNewContainer(t *testing.T) {
 
 func TestSharedCrashedIsReplaced(t *testing.T) {
 	t.Parallel()
-	expireNow(t)
+	track := expireNow(t)
 	docker := testenv.Docker(t)
 	db, _ := sharedWeb(t)
 	var first string
-	t.Run("First", func(t *testing.T) { first = db.Start(t).ID() })
+	t.Run("First", func(t *testing.T) { first = track(db.Start(t)).ID() })
 	// It crashes between two tests.
 	_, err := docker.ContainerKill(context.Background(), first, client.ContainerKillOptions{Signal: "KILL"})
 	require.NoError(t, err)
 	t.Run("Next", func(t *testing.T) {
-		c := db.Start(t)
+		c := track(db.Start(t))
 		require.NotEqual(t, first, c.ID(), "the crashed container was replaced")
 		body, err := fetchURL("http://" + c.Endpoint("8080") + "/healthz")
 		require.NoError(t, err)

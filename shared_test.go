@@ -109,7 +109,7 @@ func TestSharedKeyIsTheContent(t *testing.T) {
 	key := func(r ContainerRequest, imageID string) string {
 		t.Helper()
 		require.NoError(t, r.check())
-		return r.sharedSpec(o, r.service(), imageID).Key()
+		return r.sharedKey(o, imageID)
 	}
 	base := NewContainer("db:1").WithExposedPorts("5432", "8080/udp").WithEnv("A", "1").WithEnv("B", "2").
 		WithFile("/etc/app.conf", []byte("x=1"), 0o644).WithCmd("serve").Shared()

@@ -295,8 +295,8 @@ func (st *testState) network(ctx context.Context, o *Orchestrator) (*Network, er
 		}
 		st.net = n
 		for _, c := range st.containers {
-			if c.leave != nil { // a shared container the test took before it had a network
-				if err := c.join(ctx, n); err != nil {
+			if c.attach != nil { // a shared container the test took before it had a network
+				if err := c.attach.Join(ctx, n.name); err != nil {
 					return nil, err
 				}
 			}
@@ -385,9 +385,9 @@ func (st *testState) teardown() {
 	mode, _ := keepMode()
 	if mode == "always" || (mode == "failed" && failed) {
 		// A shared container is let go even so: it is not the test's.
-		owned := slices.DeleteFunc(slices.Clone(containers), func(c *Container) bool { return c.leave != nil })
+		owned := slices.DeleteFunc(slices.Clone(containers), func(c *Container) bool { return c.attach != nil })
 		st.keep(ctx, mode, owned, net)
-		st.terminate(ctx, slices.DeleteFunc(containers, func(c *Container) bool { return c.leave == nil }))
+		st.terminate(ctx, slices.DeleteFunc(containers, func(c *Container) bool { return c.attach == nil }))
 		return
 	}
 

@@ -28,6 +28,10 @@ type Take struct {
 	// engine.ErrConflict means the name was taken meanwhile (by a process
 	// that does not share this Store): the take then joins that container.
 	Create func(ctx context.Context) (id string, err error)
+	// Ready, when set, is the holder's wait for the container it took
+	// (its wait strategy), run outside the lock. When it fails and the
+	// container turns out broken (see Check), the take replaces it, once.
+	Ready func(ctx context.Context, id string) error
 	// Bad, when set, is the ID of the container a previous take of this
 	// holder found broken: it is replaced, not handed out again.
 	Bad string
@@ -44,12 +48,29 @@ type Taken struct {
 
 // Run returns the ID of a running container of the key, creating it when
 // there is none and replacing one that exited, is unhealthy or lost a
-// published port. Most takes find it under the shared lock and cost one
-// inspect; a create or replacement happens under the exclusive lock, so
-// among every process using the Store exactly one creates and the others
-// wait for it, then join. The caller still runs its wait strategy: the
-// container is running, and ready for the take that created it.
+// published port, then runs Ready. Most takes find it under the shared
+// lock and cost one inspect; a create or replacement happens under the
+// exclusive lock, so among every process using the Store exactly one
+// creates and the others wait for it, then join.
 func (t Take) Run(ctx context.Context) (Taken, error) {
+	for retried := false; ; retried = true {
+		got, err := t.take(ctx)
+		if err != nil || t.Ready == nil {
+			return got, err
+		}
+		err = t.Ready(ctx, got.ID)
+		if err == nil {
+			return got, nil
+		}
+		if c, ierr := t.API.ContainerInspect(ctx, got.ID); retried || (ierr == nil && Check(c, t.Ports) == nil) {
+			return got, err // it runs: the wait's failure is the holder's
+		}
+		t.Bad = got.ID // it broke while we waited: replace it, once
+	}
+}
+
+// take is one attempt of Run, without Ready.
+func (t Take) take(ctx context.Context) (Taken, error) {
 	l, err := t.Store.Lock(ctx, t.Key, false)
 	if err != nil {
 		return Taken{}, err

@@ -1,6 +1,7 @@
 package shared
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sort"
@@ -60,6 +61,17 @@ func (h *Holder) FirstSweep() bool {
 	first := !h.swept
 	h.swept = true
 	return first
+}
+
+// SweepOnce runs e.Sweep (skipping key) the first time the process calls
+// it, best effort, for at most 10 s.
+func (h *Holder) SweepOnce(ctx context.Context, e Expiry, key string) {
+	if !h.FirstSweep() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, _ = e.Sweep(ctx, key)
 }
 
 // Leases returns the leases the process holds, by store and key.
