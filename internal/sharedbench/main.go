@@ -92,11 +92,10 @@ func TestNeedsTheService(t *testing.T) {
 `
 
 type run struct {
-	shared   bool
-	wall     time.Duration
-	created  int
-	maxGap   time.Duration // longest time without a live test process, between the first start and the last end
-	overlaps int           // moments a process started while another still ran
+	shared  bool
+	wall    time.Duration
+	created int
+	maxGap  time.Duration // longest time without a live test process, between the first start and the last end
 }
 
 func main() {
