@@ -512,8 +512,8 @@ func eightAtOnce(t *testing.T, nameOnly bool) {
 	after := gone.Sub(last)
 	require.GreaterOrEqual(t, after, idle-100*time.Millisecond, "not removed before the idle time")
 	ds := durations(took, 4)
-	t.Logf("%d processes x %d tests at once: 1 container created; asking to ready: min %s, median %s, max %s; all %d reached it %s after the go; removed %s after the last process ended (idle %s)",
-		procs, tests, ds[0].Round(time.Millisecond), ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond),
+	t.Logf("%s: %d processes x %d tests at once: 1 container created; asking to ready: min %s, median %s, max %s; all %d reached it %s after the go; removed %s after the last process ended (idle %s)",
+		t.Name(), procs, tests, ds[0].Round(time.Millisecond), ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond),
 		len(reached), last.Sub(began).Round(time.Millisecond), after.Round(time.Millisecond), idle)
 }
 
@@ -524,7 +524,7 @@ func TestSharedHolderKilled(t *testing.T) {
 	service := "sh" + randomHex(3)
 	ev := followContainerEvents(t, engineAPI(t), service)
 	env := []string{"SHAREDCHILD_IMAGE=" + testenv.Image(t), "SHAREDCHILD_SERVICE=" + service, "SHAREDCHILD_RUN=" + randomHex(6),
-		"SHAREDCHILD_MODE=hold", "SHAREDCHILD_TESTS=2", shared.EnvIdle + "=" + idle.String()}
+		"SHAREDCHILD_MODE=hold", "SHAREDCHILD_TESTS=2", "SHAREDCHILD_NET=1", shared.EnvIdle + "=" + idle.String()}
 	var children []*sharedChild
 	for range 3 {
 		c := startSharedChild(t, bin, env...)
@@ -532,6 +532,8 @@ func TestSharedHolderKilled(t *testing.T) {
 		children = append(children, c)
 	}
 	killed, rest := children[0], children[1:]
+	killedNets := killed.await(t, "net", 2, time.Minute)
+	id := killed.with("took")[0][2]
 	wd := watchdogOf(killed.cmd.Process.Pid)
 	require.NotZero(t, wd, "the holder has a watchdog")
 	require.NoError(t, killed.cmd.Process.Signal(syscall.SIGKILL))
@@ -540,6 +542,14 @@ func TestSharedHolderKilled(t *testing.T) {
 	awaitGone(t, wd, idle+time.Minute)
 	creates, destroys := ev.counts()
 	require.Equal(t, [2]int{1, 0}, [2]int{creates, destroys}, "the container stays for the live holders")
+	docker := testenv.Docker(t)
+	info, err := docker.ContainerInspect(context.Background(), id, client.ContainerInspectOptions{})
+	require.NoError(t, err)
+	for _, n := range killedNets {
+		require.NotContains(t, info.Container.NetworkSettings.Networks, n[2], "the watchdog detached it from the killed holder's network")
+		_, err := docker.NetworkInspect(context.Background(), n[2], client.NetworkInspectOptions{})
+		require.Error(t, err, "and removed that network")
+	}
 	for i, c := range rest {
 		_, err := io.WriteString(c.stdin, "ping 1\n")
 		require.NoError(t, err)

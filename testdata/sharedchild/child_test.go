@@ -15,7 +15,9 @@
 //	took <test> <container id> <key> <microseconds from asking to ready>
 //	reached <test> <hostname the container answered>
 //
-// and then, with SHAREDCHILD_MODE=hold, prints "ready" once every test
+// (and "net <test> <its network>" when SHAREDCHILD_NET is set: the test
+// makes its network, which the shared container joins) and then, with
+// SHAREDCHILD_MODE=hold, prints "ready" once every test
 // took it and answers each line "ping N" on stdin with "pong <test> N ok"
 // (or "pong <test> N <error>") per test, until stdin closes; with
 // SHAREDCHILD_MODE=pass it ends at once.
@@ -144,6 +146,9 @@ func TestShared(t *testing.T) {
 			began := time.Now()
 			c := request().Start(t)
 			took := time.Since(began)
+			if os.Getenv("SHAREDCHILD_NET") != "" { // the test has a network: the shared container joins it
+				say("net %s %s", t.Name(), heph.TestNetwork(t).Name())
+			}
 			info, err := c.Inspect(context.Background())
 			if err != nil {
 				t.Fatal(err)
