@@ -28,7 +28,7 @@ func (r ContainerRequest) startShared(ctx context.Context, o *Orchestrator, st *
 	if err != nil {
 		return nil, wrap("inspect image", image, err, ErrImageNotFound)
 	}
-	service, key := r.service(), r.sharedKey(o, img.ID)
+	service, key := r.service(), r.sharedKey(o, store, img.ID)
 	if err := o.watch(); err != nil {
 		return nil, err
 	}
@@ -143,11 +143,12 @@ func (o *Orchestrator) lease(key string) error {
 	return o.watchdogs.Lease(o.watchdogEndpoint(), key)
 }
 
-// sharedKey is the content key of r with the image's content ID (its ports
-// are normalised by WithExposedPorts and WithHostPort).
-func (r ContainerRequest) sharedKey(o *Orchestrator, imageID string) string {
+// sharedKey is the content key of r with the image's content ID, for the
+// holders of store (its ports are normalised by WithExposedPorts and
+// WithHostPort).
+func (r ContainerRequest) sharedKey(o *Orchestrator, store *shared.Store, imageID string) string {
 	c := r.cfg
-	s := shared.Spec{Daemon: o.endpoint.Host, Host: o.labels[LabelHost], ImageID: imageID, Platform: c.Platform, Service: r.service(),
+	s := shared.Spec{Daemon: o.endpoint.Host, Host: o.labels[LabelHost], Store: store.Dir(), ImageID: imageID, Platform: c.Platform, Service: r.service(),
 		Cmd: c.Cmd, Entrypoint: c.Entrypoint, Env: c.Env, Ports: c.ExposedPorts, HostPorts: c.HostPorts, Labels: c.Labels, User: c.User, Dir: c.WorkingDir}
 	for _, m := range c.Mounts {
 		s.Mounts = append(s.Mounts, shared.Mount{Type: string(m.Type), Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})

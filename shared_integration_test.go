@@ -452,16 +452,16 @@ func durations(lines [][]string, i int) []time.Duration {
 
 func TestSharedEightProcessesAtOnce(t *testing.T) {
 	t.Parallel()
-	// With the lock files of a store all processes share (the default),
-	// and with the daemon's unique names alone (each process a runtime
-	// directory of its own): both must create exactly one container.
-	for _, nameOnly := range []bool{false, true} {
-		name := map[bool]string{false: "LockAndName", true: "NameOnly"}[nameOnly]
-		t.Run(name, func(t *testing.T) { eightAtOnce(t, nameOnly) })
+	// The processes of one store (one user, one runtime directory) share one
+	// container; processes each with a store of their own (other users)
+	// get one each, which no other's expiry can remove.
+	for _, ownStores := range []bool{false, true} {
+		name := map[bool]string{false: "OneStore", true: "OwnStores"}[ownStores]
+		t.Run(name, func(t *testing.T) { eightAtOnce(t, ownStores) })
 	}
 }
 
-func eightAtOnce(t *testing.T, nameOnly bool) {
+func eightAtOnce(t *testing.T, ownStores bool) {
 	const procs, tests = 8, 4
 	const idle = 3 * time.Second
 	bin := buildSharedChild(t)
@@ -474,7 +474,7 @@ func eightAtOnce(t *testing.T, nameOnly bool) {
 	children := make([]*sharedChild, procs)
 	for i := range children {
 		own := env
-		if nameOnly {
+		if ownStores {
 			own = append(slices.Clone(env), "XDG_RUNTIME_DIR="+t.TempDir())
 		}
 		children[i] = launchSharedChild(t, bin, own...)
@@ -496,24 +496,35 @@ func eightAtOnce(t *testing.T, nameOnly bool) {
 	}
 	require.Len(t, took, procs*tests)
 	require.Len(t, reached, procs*tests, "every test reached it")
-	for _, l := range took {
-		require.Equal(t, took[0][2], l[2], "every test got the same container")
+	want := 1
+	if ownStores {
+		want = procs
+		for _, c := range children {
+			took := c.with("took")
+			for _, l := range took {
+				require.Equal(t, took[0][2], l[2], "the tests of one process got the same container")
+			}
+		}
+	} else {
+		for _, l := range took {
+			require.Equal(t, took[0][2], l[2], "every test got the same container")
+		}
 	}
 	for _, l := range reached {
 		require.Equal(t, service, l[2], "and reached it over its published port")
 	}
 	creates, destroys := ev.counts()
-	require.Equal(t, 1, creates, "exactly one container was created")
+	require.Equal(t, want, creates, "containers created")
 	require.Equal(t, 0, destroys, "none was removed while the processes ran")
 
-	// The last process has ended: the container stays for the idle time,
+	// The last process has ended: each container stays for the idle time,
 	// then its last holder's watchdog removes it.
-	gone := ev.awaitDestroy(t, 1, idle+time.Minute)
+	gone := ev.awaitDestroy(t, want, idle+time.Minute)
 	after := gone.Sub(last)
 	require.GreaterOrEqual(t, after, idle-100*time.Millisecond, "not removed before the idle time")
 	ds := durations(took, 4)
-	t.Logf("%s: %d processes x %d tests at once: 1 container created; asking to ready: min %s, median %s, max %s; all %d reached it %s after the go; removed %s after the last process ended (idle %s)",
-		t.Name(), procs, tests, ds[0].Round(time.Millisecond), ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond),
+	t.Logf("%s: %d processes x %d tests at once: %d container(s) created; asking to ready: min %s, median %s, max %s; all %d reached it %s after the go; removed %s after the last process ended (idle %s)",
+		t.Name(), procs, tests, want, ds[0].Round(time.Millisecond), ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond),
 		len(reached), last.Sub(began).Round(time.Millisecond), after.Round(time.Millisecond), idle)
 }
 

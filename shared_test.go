@@ -106,10 +106,12 @@ func TestSharedParallelTakesCreateOnce(t *testing.T) {
 func TestSharedKeyIsTheContent(t *testing.T) {
 	o, f := newTestOrchestrator()
 	f.AddImage("db:1", engine.Image{ID: "sha256:1111"})
+	store, err := shared.OpenDir(t.TempDir())
+	require.NoError(t, err)
 	key := func(r ContainerRequest, imageID string) string {
 		t.Helper()
 		require.NoError(t, r.check())
-		return r.sharedKey(o, imageID)
+		return r.sharedKey(o, store, imageID)
 	}
 	base := NewContainer("db:1").WithExposedPorts("5432", "8080/udp").WithEnv("A", "1").WithEnv("B", "2").
 		WithFile("/etc/app.conf", []byte("x=1"), 0o644).WithCmd("serve").Shared()
@@ -147,6 +149,9 @@ func TestSharedKeyIsTheContent(t *testing.T) {
 		{"the service name", base.WithName("pg"), ""},
 		{"the image's content (a tag pushed again)", base, "sha256:2222"},
 	}
+	other, err := shared.OpenDir(t.TempDir())
+	require.NoError(t, err)
+	require.NotEqual(t, k, base.sharedKey(o, other, "sha256:1111"), "another user's (another store's) holders get their own")
 	seen := map[string]string{k: "base"}
 	for _, tc := range different {
 		id := tc.imageID

@@ -68,10 +68,14 @@ func sharedViews(infos []shared.Info, now time.Time) []sharedView {
 	return out
 }
 
-// holders says "2 (pids 4821, 4830)", "0", or "? (made for laptop)".
+// holders says "2 (pids 4821, 4830)", "0", "? (made for laptop)" or "?
+// (another store)".
 func holders(v sharedView) string {
-	if !v.HoldersKnown {
+	switch {
+	case !v.HoldersKnown && v.Host != thisHost():
 		return "? (made for " + v.Host + ")"
+	case !v.HoldersKnown:
+		return "? (another user's)"
 	}
 	if len(v.Holders) == 0 {
 		return "0"
@@ -155,8 +159,11 @@ func writePruneShared(w io.Writer, r pruneReport) {
 	}
 	for _, v := range r.KeptShared {
 		why := "held by " + holders(v)
-		if !v.HoldersKnown {
+		switch {
+		case !v.HoldersKnown && v.Host != thisHost():
 			why = "made for " + v.Host + ", whose holders cannot be seen from here"
+		case !v.HoldersKnown:
+			why = "held through another user's (or runtime directory's) leases, which cannot be seen from here"
 		}
 		fmt.Fprintf(w, "kept %s: %s (--force removes it anyway)\n", v.Name, why)
 	}

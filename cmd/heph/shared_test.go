@@ -108,23 +108,28 @@ func TestPruneShared(t *testing.T) {
 	mk(held, thisHost())
 	holdLease(t, store, held)
 	mk(unheld, thisHost())
+	l, err := store.Lock(ctx, unheld, true) // its holders came and went through this store
+	require.NoError(t, err)
+	l.Unlock()
 	mk(foreign, "laptop")
+	stranger := strings.Repeat("d", 64)
+	mk(stranger, thisHost()) // held through another user's store: not this one's to judge
 
 	removed, kept, errs := pruneShared(ctx, f, now, false, true)
 	require.Empty(t, errs)
 	require.Equal(t, []string{"heph-db-bbbbbbbb"}, viewNames(removed), "dry run")
-	require.Equal(t, []string{"heph-db-aaaaaaaa", "heph-db-cccccccc"}, viewNames(kept))
+	require.Equal(t, []string{"heph-db-aaaaaaaa", "heph-db-cccccccc", "heph-db-dddddddd"}, viewNames(kept))
 	cs, _, _ := f.Counts()
-	require.Equal(t, 3, cs, "a dry run removes nothing")
+	require.Equal(t, 4, cs, "a dry run removes nothing")
 
 	removed, kept, errs = pruneShared(ctx, f, now, false, false)
 	require.Empty(t, errs)
 	require.Equal(t, []string{"heph-db-bbbbbbbb"}, viewNames(removed), "the one no one holds")
-	require.Equal(t, []string{"heph-db-aaaaaaaa", "heph-db-cccccccc"}, viewNames(kept), "a held one, and another machine's")
+	require.Equal(t, []string{"heph-db-aaaaaaaa", "heph-db-cccccccc", "heph-db-dddddddd"}, viewNames(kept), "a held one, another machine's, another store's")
 
 	removed, kept, errs = pruneShared(ctx, f, now, true, false)
 	require.Empty(t, errs)
-	require.Equal(t, []string{"heph-db-aaaaaaaa", "heph-db-cccccccc"}, viewNames(removed), "--force")
+	require.Equal(t, []string{"heph-db-aaaaaaaa", "heph-db-cccccccc", "heph-db-dddddddd"}, viewNames(removed), "--force")
 	require.Empty(t, kept)
 	cs, _, _ = f.Counts()
 	require.Zero(t, cs)

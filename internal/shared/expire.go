@@ -281,10 +281,11 @@ func (e Expiry) watch(ctx context.Context, key string) bool {
 }
 
 // Sweep expires, without waiting for any lock, every shared container of
-// this machine on the daemon but skip's, as Due: those whose idle time is
-// over and that no one holds — their last holder's watchdog was killed
-// before it could remove them, or never ran (HEPH_REAPER=off). It returns
-// what it removed.
+// this machine and this Store on the daemon but skip's, as Due: those whose
+// idle time is over and that no one holds — their last holder's watchdog
+// was killed before it could remove them, or never ran (HEPH_REAPER=off).
+// Keys never used through this Store are left alone: their holders are
+// counted elsewhere. It returns what it removed.
 func (e Expiry) Sweep(ctx context.Context, skip string) ([]string, error) {
 	cs, err := e.API.ContainerList(ctx, engine.Filter{}.Add("label", labels.Managed+"=true", labels.Shared, labels.Host+"="+e.Host))
 	if err != nil {
@@ -296,7 +297,7 @@ func (e Expiry) Sweep(ctx context.Context, skip string) ([]string, error) {
 	var errs []error
 	for _, c := range cs {
 		key := c.Labels[labels.Shared]
-		if seen[key] || !ValidKey(key) {
+		if seen[key] || !e.Store.has(key) {
 			continue
 		}
 		seen[key] = true

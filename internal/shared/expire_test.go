@@ -211,11 +211,13 @@ func TestSweep(t *testing.T) {
 	liveLease(t, s, keyB)
 	sharedContainer(t, f, keyC) // the caller's own key: skipped
 	require.NoError(t, s.writeIdle(keyC, idleMark{Since: at.Add(-time.Hour), Until: at.Add(-time.Minute)}))
+	keyD := "dddddddd" + keyA[8:]
+	sharedContainer(t, f, keyD) // never used through this store: another user's
 	removed, err := expiry(f, s, c).Sweep(ctx, keyC)
 	require.NoError(t, err)
 	require.Equal(t, []string{Name("db", keyA)}, removed)
 	cs, _, _ := f.Counts()
-	require.Equal(t, 2, cs)
+	require.Equal(t, 3, cs)
 }
 
 func TestList(t *testing.T) {
@@ -243,6 +245,11 @@ func TestList(t *testing.T) {
 	require.Equal(t, at, b.IdleSince)
 	require.Equal(t, at.Add(15*time.Second), b.Until)
 
+	infos, err = List(ctx, f, newStore(t), "here")
+	require.NoError(t, err)
+	for _, in := range infos {
+		require.False(t, in.Local, "keys another store holds are not this store's to judge")
+	}
 	infos, err = List(ctx, f, s, "elsewhere")
 	require.NoError(t, err)
 	for _, in := range infos {

@@ -17,10 +17,12 @@ const keyVersion = "heph-shared-v1"
 // one container different from another. Two requests with equal Specs get
 // the same container; any difference gives another one.
 type Spec struct {
-	// Daemon is the daemon's address (DOCKER_HOST, …) and Host this
-	// machine's name: holders are counted per machine, so each machine using
-	// a remote daemon gets its own container.
-	Daemon, Host string
+	// Daemon is the daemon's address (DOCKER_HOST, …), Host this machine's
+	// name and Store the directory of the Store whose leases count its
+	// holders: holders are seen only through one store, so each machine
+	// using a remote daemon, and each user (or runtime directory) of one
+	// machine, gets its own container, which no one else's expiry removes.
+	Daemon, Host, Store string
 	// ImageID is the image's content ID after the pull ("sha256:…"), not
 	// its tag: a tag pushed again with new content gives a new key.
 	ImageID  string

@@ -15,7 +15,9 @@ import (
 type Info struct {
 	Key, ID, Name, Service, State string
 	// Host is the machine whose holders it serves (heph.host); Local is
-	// true when that is this one: only then are its holders known.
+	// true when that is this one and its key is in this Store: only then are
+	// its holders known (another user's, or another runtime directory's,
+	// are not).
 	Host    string
 	Local   bool
 	Created time.Time
@@ -46,14 +48,14 @@ func List(ctx context.Context, api engine.API, s *Store, host string) ([]Info, e
 		if t, err := time.Parse(time.RFC3339, c.Labels[labels.Created]); err == nil {
 			in.Created = t
 		}
-		in.Local = in.Host == host
+		in.Local = in.Host == host && s.has(in.Key)
 		for n := range c.Networks {
 			if strings.HasPrefix(n, "heph-") {
 				in.Networks = append(in.Networks, n)
 			}
 		}
 		sort.Strings(in.Networks)
-		if in.Local && s != nil && ValidKey(in.Key) {
+		if in.Local {
 			leases, _ := s.Leases(in.Key)
 			for _, l := range leases {
 				if l.Alive {

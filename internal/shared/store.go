@@ -83,6 +83,15 @@ func (s *Store) keyDir(key string) (string, error) {
 	return d, nil
 }
 
+// has reports whether key was ever used through s (s may be nil).
+func (s *Store) has(key string) bool {
+	if s == nil || !ValidKey(key) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(s.dir, key))
+	return err == nil
+}
+
 // Lock is a held lock of a key.
 type Lock struct{ f *os.File }
 
