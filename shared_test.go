@@ -51,9 +51,11 @@ var sharedDB = NewContainer("db:1").WithName("db").WithExposedPorts("5432").With
 func TestSharedEqualRequestsGetOneContainer(t *testing.T) {
 	h := sharedHarness(t)
 	var ids []string
+	var handles []*Container
 	for _, name := range []string{"TestA", "TestB", "TestC"} {
 		ft := h.take(t, name, sharedDB, func(t testing.TB, c *Container) {
 			ids = append(ids, c.ID())
+			handles = append(handles, c)
 			require.Regexp(t, `^heph-db-[0-9a-f]{8}$`, c.Name())
 			require.Equal(t, "127.0.0.1:32768", c.Endpoint("5432"), "its published port, the same for every holder")
 			info, err := c.Inspect(context.Background())
@@ -71,6 +73,7 @@ func TestSharedEqualRequestsGetOneContainer(t *testing.T) {
 	}
 	require.Equal(t, ids[0], ids[1])
 	require.Equal(t, ids[0], ids[2])
+	require.NotSame(t, handles[0], handles[1], "each test has a handle of its own (WithPerTest keys its state by it)")
 	require.Equal(t, 1, h.f.CallCount("ContainerCreate"), "created once")
 	require.Equal(t, 0, h.f.CallCount("ContainerRemove"), "the tests' ends did not remove it")
 	require.Equal(t, 0, h.f.CallCount("NetworkCreate"), "a test with only a shared container makes no network")
