@@ -27,9 +27,12 @@ const sharedGrace = time.Minute
 // none.
 func SharedLeftovers(ctx context.Context) error {
 	leases := shared.Process.Leases()
-	store, err := shared.Open()
+	store, err := shared.OpenExisting()
 	if err != nil {
 		return err
+	}
+	if store == nil {
+		return nil // no shared container was ever taken here
 	}
 	api, _, err := daemon.Connect(ctx, daemon.OSEnv())
 	if err != nil {
