@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,32 +189,12 @@ func TestSharedCrashedIsReplaced(t *testing.T) {
 	t.Run("Next", func(t *testing.T) {
 		c := track(db.Start(t))
 		require.NotEqual(t, first, c.ID(), "the crashed container was replaced")
-		body, err := fetchURL("http://" + c.Endpoint("8080") + "/healthz")
+		body, err := testenv.Fetch("http://" + c.Endpoint("8080") + "/healthz")
 		require.NoError(t, err)
 		require.Equal(t, "healthy", body, "the next test passes on the new one")
 	})
 	_, err = docker.ContainerInspect(context.Background(), first, client.ContainerInspectOptions{})
 	require.Error(t, err, "the crashed one is gone")
-}
-
-// fetchURL returns the body of a 200 answer.
-func fetchURL(url string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: %s", resp.Status, b)
-	}
-	return strings.TrimSpace(string(b)), err
 }
 
 // ---- Several processes ------------------------------------------------

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -63,4 +65,25 @@ func SharedLeftovers(ctx context.Context) error {
 		errs = append(errs, errors.New("the daemon still holds shared containers past their idle time:\n  "+strings.Join(left, "\n  ")))
 	}
 	return errors.Join(errs...)
+}
+
+// Fetch GETs url once (within 10 s) and returns the body of a 200 answer,
+// without surrounding space; any other answer is an error.
+func Fetch(url string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	return strings.TrimSpace(string(b)), err
 }

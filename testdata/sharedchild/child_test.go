@@ -30,8 +30,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -40,6 +38,7 @@ import (
 	"time"
 
 	"github.com/heph-go/heph"
+	"github.com/heph-go/heph/internal/testenv"
 	"github.com/heph-go/heph/wait"
 )
 
@@ -92,22 +91,6 @@ func request() heph.ContainerRequest {
 		WithWaitStrategy(wait.ForHTTP("/healthz")).Shared()
 }
 
-func get(url string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: %s", resp.Status, b)
-	}
-	return string(b), err
-}
-
 func TestShared(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("SHAREDCHILD_TESTS"))
 	if n <= 0 {
@@ -154,17 +137,17 @@ func TestShared(t *testing.T) {
 				t.Fatal(err)
 			}
 			say("took %s %s %s %d", t.Name(), c.ID(), info.Labels["heph.shared"], took.Microseconds())
-			host, err := get("http://" + c.Endpoint("8080") + "/hostname")
+			host, err := testenv.Fetch("http://" + c.Endpoint("8080") + "/hostname")
 			if err != nil {
 				t.Fatalf("reach the shared container: %v", err)
 			}
-			say("reached %s %s", t.Name(), strings.TrimSpace(host))
+			say("reached %s %s", t.Name(), host)
 			allIn.Done()
 			if !hold {
 				return
 			}
 			for p := range pings[name] {
-				_, err := get("http://" + c.Endpoint("8080") + "/hostname")
+				_, err := testenv.Fetch("http://" + c.Endpoint("8080") + "/hostname")
 				res := "ok"
 				if err != nil {
 					res = strings.ReplaceAll(err.Error(), " ", "_")
