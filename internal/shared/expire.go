@@ -137,7 +137,9 @@ func (e Expiry) Expire(ctx context.Context, key string, how How) (Status, error)
 		st.State = Held
 		return st, nil
 	case len(cs) == 0:
-		e.Store.clearIdle(key)
+		if live == 0 {
+			e.Store.forget(key)
+		}
 		st.State = Gone
 		return st, nil
 	}
@@ -179,6 +181,9 @@ func (e Expiry) Expire(ctx context.Context, key string, how How) (Status, error)
 		return Status{}, err
 	}
 	e.Store.clearIdle(key)
+	if live == 0 {
+		e.Store.forget(key)
+	}
 	st.State = Removed
 	return st, nil
 }

@@ -2,15 +2,21 @@ package shared
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/enginetest"
+	"github.com/heph-go/heph/internal/labels"
 )
 
 // expiry is an Expiry over f and s for host "here", on c's clock.
@@ -274,4 +280,67 @@ func (l *logBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Join(l.lines, "\n")
+}
+
+func TestTheKeysLockHoldsWhileExpiriesRemoveItsDirectory(t *testing.T) {
+	// Takes create the container under the key's lock while expiries
+	// remove it — and, nothing being left, the key's lock file and
+	// directory. A lock on a lock file that was removed would let a take
+	// create beside another: Create would meet the daemon's name conflict.
+	ctx := context.Background()
+	s, f := newStore(t), enginetest.NewFake()
+	var inside, creates, conflicts atomic.Int32
+	take := Take{API: f, Store: s, Key: keyA, Name: Name("db", keyA),
+		Create: func(ctx context.Context) (string, error) {
+			if inside.Add(1) != 1 {
+				t.Error("two creates at once under the exclusive lock")
+			}
+			defer inside.Add(-1)
+			creates.Add(1)
+			l := map[string]string{labels.Managed: "true", labels.Shared: keyA, labels.Host: "here"}
+			id, err := f.ContainerCreate(ctx, engine.ContainerSpec{Name: Name("db", keyA), Image: "db", Labels: l})
+			if errors.Is(err, engine.ErrConflict) {
+				conflicts.Add(1)
+				return "", err
+			}
+			if err != nil {
+				return "", err
+			}
+			return id, f.ContainerStart(ctx, id)
+		}}
+	afterOpen = func() { time.Sleep(time.Millisecond) } // widen the window an expiry's forget falls in
+	t.Cleanup(func() { afterOpen = nil })
+	e := Expiry{API: f, Store: s, Host: "here"}
+	// Rounds of 4 takes and 2 expiries started together: they race within
+	// a round, and every round lets the expiries in (a stream of takes
+	// holding the shared lock would keep them waiting).
+	for range 50 {
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				var err error
+				if i < 4 {
+					_, err = take.Run(ctx)
+				} else {
+					_, err = e.Expire(ctx, keyA, Unheld)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+	}
+	require.Zero(t, conflicts.Load(), "never a create beside another")
+	require.Greater(t, creates.Load(), int32(1), "the expiries removed it (and its directory) while the takes ran")
+	st, err := e.Expire(ctx, keyA, Unheld)
+	require.NoError(t, err)
+	require.Contains(t, []State{Removed, Gone}, st.State)
+	_, err = os.Stat(filepath.Join(s.Dir(), keyA))
+	require.ErrorIs(t, err, os.ErrNotExist, "nothing left of the key: nothing left in the store")
 }

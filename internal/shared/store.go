@@ -36,8 +36,8 @@ func BaseDir() string {
 //	<key>/idle      when the last holder ended and until when the container
 //	                is kept (JSON)
 //
-// Lock files are never removed (removing one while another process opens it
-// would give two locks); they are empty, one per key ever used.
+// A key's directory goes when nothing is left of the key: no lease, no
+// container (see forget).
 type Store struct {
 	dir string
 }
@@ -126,23 +126,58 @@ var errBusy = errors.New("another process holds the lock")
 // TryLock takes key's lock if no one holds it in a conflicting way; ok is
 // false when someone does.
 func (s *Store) TryLock(key string, exclusive bool) (l *Lock, ok bool, err error) {
-	d, err := s.keyDir(key)
-	if err != nil {
-		return nil, false, err
-	}
-	f, err := os.OpenFile(filepath.Join(d, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, false, fmt.Errorf("heph: shared container %s: %w", key[:12], err)
-	}
-	switch err := flock(f, exclusive); {
-	case errors.Is(err, errWouldBlock):
+	for range 8 {
+		d, err := s.keyDir(key)
+		if err != nil {
+			return nil, false, err
+		}
+		path := filepath.Join(d, "lock")
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // forget removed the directory meanwhile
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("heph: shared container %s: %w", key[:12], err)
+		}
+		if afterOpen != nil {
+			afterOpen()
+		}
+		switch err := flock(f, exclusive); {
+		case errors.Is(err, errWouldBlock):
+			f.Close()
+			return nil, false, nil
+		case err != nil:
+			f.Close()
+			return nil, false, fmt.Errorf("heph: lock shared container %s: %w", key[:12], err)
+		}
+		// A lock on a file forget unlinked after we opened it locks nothing:
+		// the file at the path is the lock.
+		byFD, err1 := f.Stat()
+		byPath, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(byFD, byPath) {
+			return &Lock{f: f}, true, nil
+		}
 		f.Close()
-		return nil, false, nil
-	case err != nil:
-		f.Close()
-		return nil, false, fmt.Errorf("heph: lock shared container %s: %w", key[:12], err)
 	}
-	return &Lock{f: f}, true, nil
+	return nil, false, fmt.Errorf("heph: lock shared container %s: its lock file keeps being removed", key[:12])
+}
+
+// afterOpen, when set (by tests), runs between the opening of a lock file
+// and its lock: the moment another process may remove it.
+var afterOpen func()
+
+// forget removes key's lock file and directory once nothing is left of the
+// key (no lease, no container): l is its exclusive lock, held. Whoever
+// opened the lock file before it went sees that it is not the file at the
+// path any more and opens it again (TryLock).
+func (s *Store) forget(key string) {
+	d := filepath.Join(s.dir, key)
+	if leases, _ := filepath.Glob(filepath.Join(d, "lease-*")); len(leases) > 0 {
+		return
+	}
+	s.clearIdle(key)
+	_ = os.Remove(filepath.Join(d, "lock"))
+	_ = os.Remove(d) // fails when a holder is writing its lease: then it stays
 }
 
 // Lease is a holding process's lease of a key.
@@ -165,11 +200,15 @@ type Lease struct {
 // returned file (now at path) open for as long as it holds; closing it ends
 // the lease.
 func (s *Store) hold(key string, l Lease) (f *os.File, path string, err error) {
-	d, err := s.keyDir(key)
-	if err != nil {
-		return nil, "", err
+	var d string
+	for range 8 {
+		if d, err = s.keyDir(key); err != nil {
+			return nil, "", err
+		}
+		if f, err = os.CreateTemp(d, ".new-lease-*"); !errors.Is(err, os.ErrNotExist) {
+			break // else forget removed the directory meanwhile
+		}
 	}
-	f, err = os.CreateTemp(d, ".new-lease-*")
 	if err != nil {
 		return nil, "", fmt.Errorf("heph: lease shared container %s: %w", key[:12], err)
 	}
