@@ -49,6 +49,8 @@ const teardownTimeout = 2 * time.Minute
 // On any failure Start calls t.Fatalf with an error that, once the container
 // ran, carries its state, exit code and last log lines; what it made is
 // removed by the cleanup. Start must be called from the test's goroutine.
+// A shared request (Shared) takes its shared container instead, which the
+// cleanup lets go, not removes.
 func (r ContainerRequest) Start(t testing.TB) *Container {
 	t.Helper()
 	st := stateOf(t)
