@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 30m
 # Child programs of the tests, which ./... leaves out (vetted, not run).
 TESTDATA_PKGS = ./testdata/scale ./testdata/reaperchild ./testdata/childtests
 
-.PHONY: all test stress unit integration examples bench bench-scale fuzz lint fmt vet staticcheck tidy-check ci
+.PHONY: all test stress unit integration examples bench bench-scale bench-shared fuzz lint fmt vet staticcheck tidy-check ci
 
 all: lint test
 
@@ -57,6 +57,12 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$dir; \
 		done; \
 	done
+
+## bench-shared: a suite of test packages that all need one service, with
+## go test ./..., shared (ContainerRequest.Shared) and not, in one run
+## (needs Docker; see internal/sharedbench).
+bench-shared:
+	$(GO) run ./internal/sharedbench -packages 6 -rounds 2
 
 ## lint: formatting, vet (with and without the integration tag), staticcheck, go mod tidy.
 lint: fmt vet staticcheck tidy-check

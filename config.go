@@ -14,6 +14,7 @@ import (
 	herrs "github.com/heph-go/heph/internal/errs"
 	"github.com/heph-go/heph/internal/port"
 	"github.com/heph-go/heph/internal/rules"
+	"github.com/heph-go/heph/internal/shared"
 	"github.com/heph-go/heph/wait"
 )
 
@@ -76,6 +77,9 @@ type ContainerConfig struct {
 	// internalLabels are heph's own labels (heph.test, …) added by layers
 	// above the Orchestrator; they bypass the prefix check.
 	internalLabels map[string]string
+	// sharedKey, when set, makes the container the shared container of
+	// this key: its fixed name, heph.shared instead of the session labels.
+	sharedKey string
 }
 
 // MountType says what a Mount mounts.
@@ -303,7 +307,7 @@ func (o *Orchestrator) spec(name, bindIP string, cfg ContainerConfig) engine.Con
 		if m.Type == MountVolume && m.Source != "" {
 			// Applied only when the daemon creates the volume for this mount,
 			// so a pre-existing volume is never claimed by the session.
-			ms.VolumeLabels = o.resourceLabels()
+			ms.VolumeLabels = shared.Labels(o.resourceLabels(), cfg.sharedKey)
 		}
 		mounts = append(mounts, ms)
 	}
@@ -311,7 +315,7 @@ func (o *Orchestrator) spec(name, bindIP string, cfg ContainerConfig) engine.Con
 		Name: name, Image: cfg.Image, Hostname: cfg.Service,
 		Cmd: slices.Clone(cfg.Cmd), Entrypoint: slices.Clone(cfg.Entrypoint), Env: env,
 		WorkingDir: cfg.WorkingDir, User: cfg.User,
-		Labels: o.resourceLabels(cfg.Labels, cfg.internalLabels, map[string]string{LabelService: cfg.Service}),
+		Labels: shared.Labels(o.resourceLabels(cfg.Labels, cfg.internalLabels, map[string]string{LabelService: cfg.Service}), cfg.sharedKey),
 		Ports:  ports, Mounts: mounts, Platform: cfg.Platform,
 	}
 	if len(cfg.Networks) > 0 {

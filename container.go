@@ -9,6 +9,7 @@ import (
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/redact"
 	"github.com/heph-go/heph/internal/rules"
+	"github.com/heph-go/heph/internal/shared"
 )
 
 // CreateContainer validates cfg, pulls the image as cfg.PullPolicy says
@@ -57,7 +58,11 @@ func (o *Orchestrator) createContainer(ctx context.Context, cfg ContainerConfig,
 	}
 
 	name := newName(cfg.Service)
-	o.trackVolumes(cfg.Mounts)
+	if cfg.sharedKey != "" {
+		name = shared.Name(cfg.Service, cfg.sharedKey)
+	} else {
+		o.trackVolumes(cfg.Mounts) // a shared container's volumes outlive the session too
+	}
 	access := o.ports(ctx)
 	spec := o.spec(name, access.BindIP, cfg)
 	id, err := o.create(ctx, containerObject, name, func(ctx context.Context) (string, error) {
@@ -66,7 +71,9 @@ func (o *Orchestrator) createContainer(ctx context.Context, cfg ContainerConfig,
 	if err != nil {
 		return nil, wrap("create container", name, err, ErrImageNotFound)
 	}
-	o.track(id, name)
+	if cfg.sharedKey == "" { // a shared container outlives its Orchestrator's Teardown
+		o.track(id, name)
+	}
 	c := &Container{o: o, id: id, name: name, service: cfg.Service, host: access.Host, opts: so, secrets: redact.EnvSecrets(cfg.Env)}
 
 	for _, n := range cfg.Networks[min(1, len(cfg.Networks)):] {

@@ -3,6 +3,7 @@ package heph
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/heph-go/heph/internal/port"
 	"github.com/heph-go/heph/internal/redact"
 	"github.com/heph-go/heph/internal/rules"
+	"github.com/heph-go/heph/internal/shared"
 	"github.com/heph-go/heph/wait"
 )
 
@@ -44,6 +46,9 @@ type Container struct {
 
 	termMu     sync.Mutex // serialises Terminate
 	terminated bool
+	release    func(context.Context) error // undoes WithPerTest's setup
+	attach     *shared.Attachment          // a shared container's networks: Terminate leaves them
+	logsSince  time.Time                   // when a shared container was taken
 }
 
 // startOptions are what a container keeps of its request.
@@ -314,7 +319,10 @@ func (c *Container) setPorts(info ContainerInfo) {
 }
 
 // Terminate removes the container (force, with its anonymous volumes, after
-// a graceful stop when WithGracefulStop asked for one). It is idempotent:
+// a graceful stop when WithGracefulStop asked for one), after the release
+// of WithPerTest. A shared container (ContainerRequest.Shared) is not
+// removed: Terminate lets it go — the release, then it leaves this test's
+// networks — and its holders' idle time removes it. It is idempotent:
 // terminating a removed container does nothing.
 func (c *Container) Terminate(ctx context.Context) error {
 	c.termMu.Lock()
@@ -322,16 +330,27 @@ func (c *Container) Terminate(ctx context.Context) error {
 	if c.terminated {
 		return nil
 	}
+	var released error
+	if c.release != nil {
+		if released, c.release = c.release(ctx), nil; released != nil {
+			released = fmt.Errorf("heph: release of container %s (WithPerTest): %w", c.name, released)
+		}
+	}
+	if c.attach != nil {
+		err := c.attach.Leave(ctx)
+		c.terminated = err == nil
+		return errors.Join(released, err)
+	}
 	if c.opts.graceful {
 		if err := c.Stop(ctx); err != nil && !isNotFound(err) {
-			return err
+			return errors.Join(released, err)
 		}
 	}
 	if err := c.o.RemoveContainer(ctx, c.id); err != nil && !isNotFound(err) {
-		return err
+		return errors.Join(released, err)
 	}
 	c.terminated = true
-	return nil
+	return released
 }
 
 // describe returns the container's state and its last n log lines, for

@@ -1,6 +1,7 @@
 package heph
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -37,6 +38,9 @@ type ContainerRequest struct {
 	opts       startOptions
 	networks   []*Network
 	logsToTest bool
+	shared     bool
+	provided   string // the image a shared take pulled or built already
+	perTest    func(context.Context, *Container) (func(context.Context) error, error)
 	errs       []error
 }
 
@@ -372,6 +376,40 @@ func (r ContainerRequest) WithGracefulStop(d time.Duration) ContainerRequest {
 func (r ContainerRequest) WithLogsToTest() ContainerRequest {
 	r = r.clone()
 	r.logsToTest = true
+	return r
+}
+
+// Shared makes the request shared: every test — of this package, of any
+// package of the same `go test` run, or of a later run on this machine —
+// that starts an equal request gets the same container, created once.
+// Equal is by content: the image's content ID (a tag pushed again is a new
+// container), command, entrypoint, env, ports, mounts, files, labels, user,
+// working dir, platform and service name; not the wait strategy. Start runs
+// the wait strategy each time, joins the container to the test's network
+// under its service name and leaves it when the test ends. No session owns
+// it: the watchdog of the last process holding it removes it HEPH_SHARED_IDLE
+// (default 15s; "keep": never) after that process ended, however it ended.
+// One that exited, is unhealthy or lost a published port is replaced, not
+// handed out. Isolation is the caller's (WithPerTest). With WithGracefulStop
+// Start fails with ErrInvalidConfig.
+func (r ContainerRequest) Shared() ContainerRequest {
+	r = r.clone()
+	r.shared = true
+	return r
+}
+
+// WithPerTest runs setup each time a test takes the container, once it is
+// ready and on the test's network — to make what that test needs: a
+// schema, a database — and the release setup returns (nil: none) when the
+// test lets it go (teardown, Terminate), before the container leaves the
+// network or is removed. A setup error fails the start; a release error is
+// reported with t.Errorf (returned by Terminate). Shared or not.
+func (r ContainerRequest) WithPerTest(setup func(ctx context.Context, c *Container) (release func(context.Context) error, err error)) ContainerRequest {
+	r = r.clone()
+	if setup == nil {
+		return r.fail("WithPerTest", "nil", errors.New("the function is nil"))
+	}
+	r.perTest = setup
 	return r
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +50,8 @@ const teardownTimeout = 2 * time.Minute
 // On any failure Start calls t.Fatalf with an error that, once the container
 // ran, carries its state, exit code and last log lines; what it made is
 // removed by the cleanup. Start must be called from the test's goroutine.
+// A shared request (Shared) takes its shared container instead, which the
+// cleanup lets go, not removes.
 func (r ContainerRequest) Start(t testing.TB) *Container {
 	t.Helper()
 	st := stateOf(t)
@@ -118,6 +121,9 @@ func (r ContainerRequest) check() error {
 	if err := r.cfg.validate(); err != nil {
 		return err
 	}
+	if err := r.checkShared(); err != nil {
+		return err
+	}
 	_, err := reaperOn()
 	return err
 }
@@ -126,6 +132,9 @@ func (r ContainerRequest) check() error {
 // container exists start returns it, even with an error, so the caller can
 // remove it. st is nil for Run.
 func (r ContainerRequest) start(ctx context.Context, o *Orchestrator, testNet *Network, testName string, st *testState) (*Container, error) {
+	if r.shared {
+		return r.startShared(ctx, o, st)
+	}
 	cfg := r.cfg
 	cfg.Networks = nil
 	if testNet != nil {
@@ -138,13 +147,7 @@ func (r ContainerRequest) start(ctx context.Context, o *Orchestrator, testNet *N
 		cfg.internalLabels = map[string]string{LabelTest: testName}
 	}
 	cfg.Service = r.service()
-	q := cfg.imageRequest()
-	q.build, q.goPackage = r.build, r.goPackage
-	if st != nil {
-		q.progress = func(msg string) { st.t.Log(msg) }
-		q.echo = r.logsToTest || envLogsOn()
-	}
-	image, err := o.provide(ctx, q)
+	image, err := r.provideImage(ctx, o, st)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +177,23 @@ func (r ContainerRequest) start(ctx context.Context, o *Orchestrator, testNet *N
 	if err := c.ready(ctx); err != nil {
 		return c, r.decorate(ctx, c, err)
 	}
-	return c, nil
+	return c, c.setUp(ctx, r.perTest)
+}
+
+// provideImage pulls or builds r's image as its options say and returns
+// the reference to create the container from; r.provided (a shared take
+// that did it already) is returned as it is.
+func (r ContainerRequest) provideImage(ctx context.Context, o *Orchestrator, st *testState) (string, error) {
+	if r.provided != "" {
+		return r.provided, nil
+	}
+	q := r.cfg.imageRequest()
+	q.build, q.goPackage = r.build, r.goPackage
+	if st != nil {
+		q.progress = func(msg string) { st.t.Log(msg) }
+		q.echo = r.logsToTest || envLogsOn()
+	}
+	return o.provide(ctx, q)
 }
 
 // decorate adds the container's state and last log lines to a start
@@ -261,6 +280,9 @@ func (st *testState) start(r ContainerRequest) (*Container, error) {
 		return nil, err
 	}
 	ctx := st.t.Context()
+	if r.shared { // it joins the test's network when the test has one
+		return r.start(ctx, o, nil, st.t.Name(), st)
+	}
 	nctx, cancel := context.WithTimeout(ctx, r.opts.startupTimeout)
 	net, err := st.network(nctx, o)
 	cancel()
@@ -279,6 +301,13 @@ func (st *testState) network(ctx context.Context, o *Orchestrator) (*Network, er
 	defer st.mu.Unlock()
 	if st.net == nil && st.netErr == nil {
 		st.net, st.netErr = o.CreateNetwork(ctx, NetworkConfig{internalLabels: map[string]string{LabelTest: st.t.Name()}})
+		for _, c := range st.containers {
+			if st.netErr == nil && c.attach != nil { // a shared container the test took before it had a network
+				if err := c.attach.Join(ctx, st.net.name); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
 	return st.net, st.netErr
 }
@@ -297,7 +326,7 @@ func (st *testState) followLogs(c *Container) {
 		defer st.logs.Done()
 		logLine := func(line string) { st.t.Logf("[%s] %s", c.service, c.secrets.String(line)) }
 		printed := 0
-		if r, err := c.logs(st.logCtx, engine.LogOptions{Follow: true}); err == nil {
+		if r, err := c.logs(st.logCtx, engine.LogOptions{Follow: true, Since: c.logsSince}); err == nil {
 			printed, _ = logLines(r, logLine)
 			r.Close()
 		} else if st.logCtx.Err() == nil {
@@ -308,7 +337,7 @@ func (st *testState) followLogs(c *Container) {
 		// following.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		rest, err := c.logs(ctx, engine.LogOptions{})
+		rest, err := c.logs(ctx, engine.LogOptions{Since: c.logsSince})
 		if err != nil {
 			return
 		}
@@ -398,32 +427,42 @@ func (st *testState) teardown() {
 	}
 	mode, _ := keepMode()
 	if mode == "always" || (mode == "failed" && failed) {
-		st.keep(ctx, mode, containers, net)
+		// A shared container is let go even so: it is not the test's.
+		owned := slices.DeleteFunc(slices.Clone(containers), func(c *Container) bool { return c.attach != nil })
+		st.keep(ctx, mode, owned, net)
+		st.terminate(ctx, slices.DeleteFunc(containers, func(c *Container) bool { return c.attach == nil }))
 		return
 	}
 
-	// Each removal outlasts a daemon that does not answer for a while (a
-	// restart), within the teardown's time, and says so.
-	remove := func(what string, op func() error) {
-		waited, err := untilAnswered(ctx, op)
-		switch {
-		case err != nil:
-			st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
-		case waited > 0:
-			st.t.Logf("heph: teardown: removed %s after the daemon did not answer for %s", what, waited)
-		}
-	}
-	eachConcurrently(containers, func(_ int, c *Container) error {
-		remove("container "+c.name, func() error { return c.Terminate(ctx) })
-		return nil
-	})
+	st.terminate(ctx, containers)
 	if net != nil {
 		// A container whose create outlived its start still sits on the
 		// network until its removal, which this waits for.
 		if err := net.o.reclaims.wait(ctx); err != nil {
 			st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
 		}
-		remove("network "+net.name, func() error { return net.Remove(ctx) })
+		st.remove(ctx, "network "+net.name, func() error { return net.Remove(ctx) })
+	}
+}
+
+// terminate terminates containers concurrently, reporting failures.
+func (st *testState) terminate(ctx context.Context, containers []*Container) {
+	eachConcurrently(containers, func(_ int, c *Container) error {
+		st.remove(ctx, "container "+c.name, func() error { return c.Terminate(ctx) })
+		return nil
+	})
+}
+
+// remove runs a removal for the teardown: it outlasts a daemon that does not
+// answer for a while (a restart), within the teardown's time, and says so;
+// a failure is reported with t.Errorf.
+func (st *testState) remove(ctx context.Context, what string, op func() error) {
+	waited, err := untilAnswered(ctx, op)
+	switch {
+	case err != nil:
+		st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
+	case waited > 0:
+		st.t.Logf("heph: teardown: removed %s after the daemon did not answer for %s", what, waited)
 	}
 }
 

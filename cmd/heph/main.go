@@ -9,7 +9,7 @@
 //
 //	heph doctor [--json]
 //	heph ps [--json]
-//	heph prune [--session ID]... [--stale] [--older-than DURATION] [--all] [--force] [--images] [--dry-run] [--json]
+//	heph prune [--session ID]... [--stale] [--older-than DURATION] [--all] [--images] [--shared] [--force] [--dry-run] [--json]
 //
 // heph finds the daemon as heph's tests do: DOCKER_HOST, else DOCKER_CONTEXT
 // or the docker CLI's current context, else the rootless socket, else
@@ -43,7 +43,9 @@
 // boot (heph.boot); anywhere else ALIVE is "?". Then the images heph built
 // (labelled heph.build: FromDockerfile, FromGoPackage, BuildImage, doctor's
 // probe) with what they were built from, their size, age, and whether a
-// container uses them.
+// container uses them. Then the shared containers (labelled heph.shared):
+// their content key, the processes holding them (on this host), and how long
+// they have been idle and until when their idle time keeps them.
 //
 // # prune
 //
@@ -66,6 +68,11 @@
 // --images also removes the images heph built (heph.build) that no
 // container uses, every tag of each; alone it removes only those. They are a
 // cache: the next test that needs one builds it again.
+//
+// --shared removes the shared containers no live process on this host
+// holds, at once, whatever their idle time; --force with it removes held
+// ones too (their holders' next take makes a new one). A shared container
+// made for another host is removed only with --force.
 //
 // --dry-run lists what would be removed and removes nothing.
 //
@@ -103,9 +110,11 @@ Usage:
       --stale             sessions whose process is proved gone
       --older-than D      sessions older than D (30m, 2h, 7d)
       --all               every session
-      --force             also sessions whose process is alive or cannot be
-                          judged here (without it, only proved-gone ones)
       --images            the images heph built that no container uses
+      --shared            shared containers no live process holds
+      --force             also sessions whose process is alive or cannot be
+                          judged here (without it, only proved-gone ones),
+                          and with --shared, held shared containers
       --dry-run           say what would be removed, remove nothing
       --json              JSON output
 

@@ -45,7 +45,8 @@ type resourceView struct {
 type psReport struct {
 	Daemon   string        `json:"daemon"`
 	Sessions []sessionView `json:"sessions"`
-	Images   []imageView   `json:"images"` // the images heph built
+	Images   []imageView   `json:"images"`           // the images heph built
+	Shared   []sharedView  `json:"shared,omitempty"` // shared containers (shared.go)
 }
 
 // pruneReport is what heph prune prints.
@@ -63,6 +64,13 @@ type pruneReport struct {
 	Errors []string   `json:"errors"`
 
 	images bool // --images was given
+
+	// Shared are the shared containers removed (or that would be), with
+	// --shared; KeptShared those a live process holds (shared.go).
+	Shared     []sharedView `json:"shared,omitempty"`
+	KeptShared []sharedView `json:"kept_shared,omitempty"`
+	shared     bool         // --shared was given
+	onlyShared bool         // and nothing else
 }
 
 // keptView is a selected session prune left in place.
@@ -223,6 +231,7 @@ func plural(n int, what string) string {
 
 // writePs is heph ps's text output.
 func writePs(w io.Writer, r psReport) {
+	defer writePsShared(w, r.Shared)
 	writePsSessions(w, r)
 	if len(r.Images) == 0 {
 		return
@@ -256,6 +265,13 @@ func writePsSessions(w io.Writer, r psReport) {
 
 // writePrune is heph prune's text output.
 func writePrune(w io.Writer, r pruneReport) {
+	if r.shared {
+		if r.onlyShared {
+			writePruneShared(w, r)
+			return
+		}
+		defer func() { fmt.Fprintln(w); writePruneShared(w, r) }()
+	}
 	verb := "removed"
 	if r.DryRun {
 		verb = "would remove (dry run, nothing removed)"
@@ -341,7 +357,12 @@ func (e env) ps(args []string) int {
 		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
 		return exitFail
 	}
-	r := psReport{Daemon: ep.Host, Sessions: views(list, e.now(), thisHost()), Images: imgs}
+	infos, _, err := listShared(ctx, api)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "heph ps: %v\n", err)
+		return exitFail
+	}
+	r := psReport{Daemon: ep.Host, Sessions: views(list, e.now(), thisHost()), Images: imgs, Shared: sharedViews(infos, e.now())}
 	if *asJSON {
 		if err := writeJSON(e.stdout, r); err != nil {
 			return exitFail
@@ -358,8 +379,11 @@ type pruneSelection struct {
 	stale     bool
 	olderThan time.Duration
 	all       bool
-	force     bool // remove sessions whose process is not proved gone too
 	images    bool // the images heph built that no container uses
+	shared    bool // the shared containers no live process holds
+	// force removes what is not proved unused too: sessions whose process
+	// is alive or cannot be judged, and (with shared) held shared containers.
+	force bool
 }
 
 // selectsSessions reports whether p selects sessions at all.
@@ -415,16 +439,21 @@ func (e env) prune(args []string) int {
 	fs.BoolVar(&p.stale, "stale", false, "sessions whose process is proved gone")
 	fs.Var(&older, "older-than", "sessions older than this (30m, 2h, 7d)")
 	fs.BoolVar(&p.all, "all", false, "every session")
-	fs.BoolVar(&p.force, "force", false, "remove sessions whose process is alive or cannot be judged, too")
 	fs.BoolVar(&p.images, "images", false, "the images heph built (heph.build) that no container uses")
+	fs.BoolVar(&p.shared, "shared", false, "shared containers no live process holds")
+	fs.BoolVar(&p.force, "force", false, "also sessions whose process is alive or cannot be judged here, and with --shared held shared containers")
 	dryRun := fs.Bool("dry-run", false, "say what would be removed, remove nothing")
 	asJSON := fs.Bool("json", false, "JSON output")
 	if status, ok := e.parse(fs, args); !ok {
 		return status
 	}
 	p.sessions, p.olderThan = ids, older.d
-	if !p.selectsSessions() && !p.images {
-		fmt.Fprintln(e.stderr, "heph prune: say what to remove: --stale, --older-than DURATION, --session ID, --all, or --images")
+	if p.force && !p.shared && !p.selectsSessions() {
+		fmt.Fprintln(e.stderr, "heph prune: --force goes with a session selector or --shared")
+		return exitUsage
+	}
+	if !p.selectsSessions() && !p.images && !p.shared {
+		fmt.Fprintln(e.stderr, "heph prune: say what to remove: --stale, --older-than DURATION, --session ID, --all, or --images; or --shared for shared containers")
 		return exitUsage
 	}
 
@@ -437,7 +466,13 @@ func (e env) prune(args []string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	now := e.now()
-	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Sessions: []sessionView{}, Images: []imageView{}, KeptImages: []imageView{}, Kept: []keptView{}, Errors: []string{}, images: p.images}
+	r := pruneReport{Daemon: ep.Host, DryRun: *dryRun, Sessions: []sessionView{}, Images: []imageView{}, KeptImages: []imageView{}, Kept: []keptView{}, Errors: []string{}, images: p.images,
+		shared: p.shared, onlyShared: p.shared && !p.images && !p.selectsSessions()}
+	if p.shared {
+		var errs []string
+		r.Shared, r.KeptShared, errs = pruneShared(ctx, api, now, p.force, *dryRun)
+		r.Errors = append(r.Errors, errs...)
+	}
 	if p.selectsSessions() {
 		if err := pruneSessions(ctx, api, p, now, &r); err != nil {
 			fmt.Fprintf(e.stderr, "heph prune: %v\n", err)

@@ -19,6 +19,11 @@ const (
 	// boot is not the same process.
 	Boot    = "heph.boot"
 	Created = "heph.created" // RFC 3339, UTC
+	// Shared marks a shared container (and a volume the daemon created for
+	// it): its value is the content key of the request, 64 hex digits. A
+	// shared container has no heph.session and no heph.pid: no session's
+	// teardown or watchdog removes it, the last holder's idle time does.
+	Shared = "heph.shared"
 	// Build marks an image heph built (FromDockerfile, FromGoPackage,
 	// Orchestrator.BuildImage); its value is the content hash the image's
 	// tag heph-build/<name>:<hash> starts with.

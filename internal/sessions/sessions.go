@@ -117,9 +117,11 @@ func (s Session) Count(k ResourceKind) int {
 
 // List returns every container (running or not), network and volume on the
 // daemon labelled heph.managed=true — whoever made it, in this process or
-// another — grouped by their heph.session label, oldest session first.
-// Whether each session's process is alive is judged only where its pid means
-// the same process (see ProcessState). It changes nothing. It fails when a list call fails; the
+// another — grouped by their heph.session label, oldest session first;
+// shared containers (heph.shared) and their volumes are no session's and
+// are left out (package shared lists them). Whether each session's process
+// is alive is judged only where its pid means the same process (see
+// ProcessState). It changes nothing. It fails when a list call fails; the
 // error names the call and matches errs.DockerUnavailable when the daemon
 // cannot be reached.
 func List(ctx context.Context, api engine.API) ([]Session, error) {
@@ -127,6 +129,7 @@ func List(ctx context.Context, api engine.API) ([]Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	items = slices.DeleteFunc(items, isShared) // no session's: heph ps lists them apart
 	return groupSessions(items, Self(), processState), nil
 }
 
@@ -556,9 +559,12 @@ func (r Removal) pass(ctx context.Context, id string, st *passState) (removed, l
 		}()
 	}
 	wg.Wait()
+	mu.Lock()
+	ownLeft := keptContainers || len(left) > 0 // a container of the session may hold a network
+	mu.Unlock()
 	for _, it := range rest {
 		if it.Kind == ResourceNetwork {
-			done(it.Resource, r.API.NetworkRemove(ctx, it.ID))
+			done(it.Resource, r.removeNetwork(ctx, id, it.Resource, ownLeft))
 		}
 	}
 	// Volumes: its own (labelled with it) and the heph-made ones its

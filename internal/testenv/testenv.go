@@ -223,10 +223,12 @@ func Main(m *testing.M) int {
 }
 
 // Check returns code, or 1 when the daemon holds heph resources this process
-// made (see Leftovers), after saying which. TestMain functions that do more
+// made (see Leftovers) or shared containers past their idle time (see
+// SharedLeftovers), after saying which. TestMain functions that do more
 // than run the tests end with os.Exit(testenv.Check(code)).
 func Check(code int) int {
-	if err := Leftovers(context.Background(), os.Getpid()); err != nil {
+	err := SharedLeftovers(context.Background())
+	if err = errors.Join(err, Leftovers(context.Background(), os.Getpid())); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
 		return 1
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/sessions"
+	"github.com/heph-go/heph/internal/shared"
 )
 
 // init turns this process into a watchdog when argv[0] is Argv0 and
@@ -109,26 +110,71 @@ func removeOwnLog(parent int) {
 }
 
 // Serve reads commands from in until EOF (the parent is gone), then removes
-// every resource of the announced sessions but the kept ones.
+// every resource of the announced sessions but the kept ones, and then
+// expires the shared containers the parent held (see package shared): it
+// returns when each is removed, held by someone else, or kept.
 func Serve(ctx context.Context, api engine.API, in io.Reader, p sessions.RetryPolicy, logf func(string, ...any)) (removed, kept []sessions.Resource, err error) {
-	ids, keep, err := ReadCommands(in, logf)
+	cmds, err := Read(in, logf)
 	if err != nil {
 		logf("read from parent: %v (taken as the parent's end)", err)
 	}
-	if len(ids) == 0 {
+	if len(cmds.Sessions) == 0 && len(cmds.Leases) == 0 {
 		logf("parent gone; no session was announced")
 		return nil, nil, nil
 	}
-	logf("parent gone; removing the resources of %d session(s)", len(ids))
-	return sessions.Removal{API: api, Sessions: ids, Keep: keep, Policy: p, Logf: logf}.Run(ctx)
+	if len(cmds.Sessions) > 0 {
+		logf("parent gone; removing the resources of %d session(s)", len(cmds.Sessions))
+		removed, kept, err = sessions.Removal{API: api, Sessions: cmds.Sessions, Keep: cmds.Keep, Policy: p, Logf: logf}.Run(ctx)
+	}
+	if len(cmds.Leases) > 0 {
+		for _, k := range expireShared(ctx, api, cmds.Leases, logf) {
+			removed = append(removed, sessions.Resource{Kind: sessions.ResourceContainer, Name: "shared " + k[:12]})
+		}
+	}
+	return removed, kept, err
 }
 
-// ReadCommands reads command lines until EOF or a read error: the distinct
-// valid session ids in the order they came, and the resource ids to keep.
-// A line longer than 64 KiB ends the reading, as a read error.
+// expireShared runs shared.Expiry.AfterParent for the keys the parent held
+// and returns the keys whose container it removed.
+func expireShared(ctx context.Context, api engine.API, keys []string, logf func(string, ...any)) []string {
+	store, err := shared.Open()
+	if err != nil {
+		logf("shared containers: %v", err)
+		return nil
+	}
+	idle, err := shared.IdleFromEnv()
+	if err != nil {
+		logf("%s: %v (taking %s)", shared.EnvIdle, err, shared.DefaultIdle)
+		idle = shared.Idle{D: shared.DefaultIdle}
+	}
+	host, _ := os.Hostname()
+	logf("parent gone; it held %d shared container(s)", len(keys))
+	return shared.Expiry{API: api, Store: store, Host: host, Idle: idle, Logf: logf}.AfterParent(ctx, keys)
+}
+
+// Commands is what a parent told its watchdog.
+type Commands struct {
+	// Sessions are the distinct valid session ids, in the order they came.
+	Sessions []string
+	// Keep holds the resource ids to keep.
+	Keep map[string]bool
+	// Leases are the content keys of the shared containers the parent
+	// held, in the order they came.
+	Leases []string
+}
+
+// ReadCommands is Read, for callers that need the sessions and keeps only.
 func ReadCommands(in io.Reader, logf func(string, ...any)) (ids []string, keep map[string]bool, err error) {
+	c, err := Read(in, logf)
+	return c.Sessions, c.Keep, err
+}
+
+// Read reads command lines until EOF or a read error. A line longer than
+// 64 KiB ends the reading, as a read error.
+func Read(in io.Reader, logf func(string, ...any)) (Commands, error) {
 	seen := map[string]bool{}
-	keep = map[string]bool{}
+	c := Commands{Keep: map[string]bool{}}
+	leased := map[string]bool{}
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -140,15 +186,22 @@ func ReadCommands(in io.Reader, logf func(string, ...any)) (ids []string, keep m
 			logf("ignored line %s: not a command", strconv.QuoteToASCII(line))
 		case verb == "session" && !seen[arg]:
 			seen[arg] = true
-			ids = append(ids, arg)
+			c.Sessions = append(c.Sessions, arg)
 			logf("watching session %s", arg)
 		case verb == "session":
 		case verb == "keep":
-			keep[arg] = true
+			c.Keep[arg] = true
 			logf("will keep %s", arg)
+		case verb == "lease" && !shared.ValidKey(arg):
+			logf("ignored line %s: not a shared key", strconv.QuoteToASCII(line))
+		case verb == "lease" && !leased[arg]:
+			leased[arg] = true
+			c.Leases = append(c.Leases, arg)
+			logf("parent holds shared %s", arg[:12])
+		case verb == "lease":
 		default:
 			logf("ignored line %s: unknown command", strconv.QuoteToASCII(line))
 		}
 	}
-	return ids, keep, sc.Err()
+	return c, sc.Err()
 }

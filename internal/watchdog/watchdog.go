@@ -20,8 +20,10 @@
 //     that cannot run, or cannot reach the daemon, is an error, not a silent
 //     leak.
 //  2. The parent writes one line per command on the pipe: "session <id>\n"
-//     before the first resource of each session it uses, and "keep <resource
-//     id>\n" for a container, network or volume to leave in place (HEPH_KEEP).
+//     before the first resource of each session it uses, "keep <resource
+//     id>\n" for a container, network or volume to leave in place (HEPH_KEEP),
+//     and "lease <key>\n" when it first holds the shared container of a
+//     content key (it holds it until it ends).
 //     Unknown or malformed lines are logged and ignored.
 //  3. The parent never closes the pipe: the kernel closes it when the parent
 //     exits — normal exit, panic, go test -timeout, SIGINT, SIGKILL. On EOF
@@ -35,7 +37,11 @@
 //     named volume, which is shared by name: it removes the heph-made
 //     volumes its sessions' containers mounted once no container uses them,
 //     and leaves one a container of another session still uses to that
-//     session.
+//     session. (A shared container attached to one of those networks is
+//     detached from it first; it is not the session's.) Then, for each key
+//     leased, it drops the parent's lease, waits out the idle time, and
+//     removes the shared container unless a live holder holds it (package
+//     shared): so a watchdog may outlive its parent by HEPH_SHARED_IDLE.
 //
 // A watchdog that died (OOM, killed) is noticed at the next announce or keep
 // and replaced by one that is told everything again.
@@ -113,6 +119,7 @@ type Watchdog struct {
 	broken   bool          // a write to its pipe failed
 	sessions map[string]bool
 	kept     map[string]bool
+	leases   map[string]bool // keys of shared containers the parent holds
 }
 
 // NewFake is a Watchdog that writes its commands to w and is dead once
@@ -168,6 +175,23 @@ func (s *Set) Announce(session string, ep engine.Endpoint) error {
 		return nil
 	}
 	return s.send(ep, "session", session)
+}
+
+// Lease tells the watchdog of ep's daemon that the process holds the shared
+// container of the content key shared, starting the watchdog when there is
+// none: once the process has ended, the watchdog waits out the idle time
+// and removes the container unless another live holder holds it. The error
+// matches errs.Watchdog.
+func (s *Set) Lease(ep engine.Endpoint, shared string) error {
+	if !sessions.ValidID(shared) {
+		return fmt.Errorf("%w: shared key %q cannot be leased", errs.Watchdog, shared)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.byKey[key(ep)]; w != nil && w.leases[shared] && w.alive() {
+		return nil
+	}
+	return s.send(ep, "lease", shared)
 }
 
 // Keep tells the watchdog of ep's daemon to leave the resources with these
@@ -226,6 +250,9 @@ func (s *Set) send(ep engine.Endpoint, verb, arg string) error {
 		for _, id := range sortedKeys(w.kept) {
 			cmds = append(cmds, [2]string{"keep", id})
 		}
+		for _, k := range sortedKeys(w.leases) {
+			cmds = append(cmds, [2]string{"lease", k})
+		}
 	}
 	if w == nil || !w.told(verb, arg) {
 		cmds = append(cmds, [2]string{verb, arg})
@@ -267,8 +294,11 @@ func (w *Watchdog) tell(verb, arg string) error {
 // remember records a command the watchdog is responsible for.
 func (w *Watchdog) remember(verb, arg string) {
 	m := &w.sessions
-	if verb == "keep" {
+	switch verb {
+	case "keep":
 		m = &w.kept
+	case "lease":
+		m = &w.leases
 	}
 	if *m == nil {
 		*m = map[string]bool{}
@@ -278,8 +308,11 @@ func (w *Watchdog) remember(verb, arg string) {
 
 // told reports whether the watchdog was given this command.
 func (w *Watchdog) told(verb, arg string) bool {
-	if verb == "keep" {
+	switch verb {
+	case "keep":
 		return w.kept[arg]
+	case "lease":
+		return w.leases[arg]
 	}
 	return w.sessions[arg]
 }
