@@ -139,8 +139,7 @@ func word(w string, pflag bool) (masked string, next bool) {
 		return m[1] + "=" + Mask, false
 	}
 	if m != nil {
-		switch {
-		case m[3] != "": // --env=DB_PASSWORD=x
+		if m[3] != "" { // --env=DB_PASSWORD=x
 			v, _ := word(m[4], pflag)
 			return m[1] + "=" + v, false
 		}
