@@ -380,8 +380,15 @@ func (r Removal) Run(ctx context.Context) (removed, kept []Resource, err error) 
 			}
 		}
 		removed = append(removed, now...)
-		if ctx.Err() == nil || failures == nil {
+		switch {
+		case ctx.Err() == nil:
 			failures = errs
+		case failures == nil:
+			// A pass the end cut short: its calls that failed only
+			// because of the end are no failure of ours.
+			failures = slices.DeleteFunc(errs, func(err error) bool {
+				return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+			})
 		}
 		clean := len(left) == 0 && len(errs) == 0
 		switch {
