@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 
 	"github.com/heph-go/heph"
@@ -26,7 +25,6 @@ func TestCreatesThatOutliveTheirContextAgainstTheDaemon(t *testing.T) {
 	// with the test, so the reaper is off while it runs.
 	t.Setenv(heph.EnvReaper, "off")
 	image := testenv.Image(t)
-	docker := testenv.Docker(t)
 	for _, tc := range []struct {
 		name  string
 		fault faultproxy.Fault
@@ -63,16 +61,7 @@ func TestCreatesThatOutliveTheirContextAgainstTheDaemon(t *testing.T) {
 			t.Logf("%s: Teardown waited %s for the late creates to be removed", tc.name, time.Since(start).Round(time.Millisecond))
 			require.Eventually(t, func() bool { return creates.Answered() == 2 }, time.Minute, 10*time.Millisecond, "the daemon did get both creates")
 
-			f := make(client.Filters).Add("label", heph.LabelSession+"="+o.Session())
-			cs, err := docker.ContainerList(context.Background(), client.ContainerListOptions{All: true, Filters: f})
-			require.NoError(t, err)
-			require.Empty(t, cs.Items, "no container of the session is left")
-			ns, err := docker.NetworkList(context.Background(), client.NetworkListOptions{Filters: f})
-			require.NoError(t, err)
-			require.Empty(t, ns.Items, "no network of the session is left")
-			vs, err := docker.VolumeList(context.Background(), client.VolumeListOptions{Filters: f})
-			require.NoError(t, err)
-			require.Empty(t, vs.Items, "no volume of the session is left")
+			requireNothingOf(t, o.Session())
 		})
 	}
 }
