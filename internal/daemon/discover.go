@@ -349,6 +349,9 @@ func NormalizeHost(host string, useTLS bool) (string, error) {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 			return "", fmt.Errorf("port %s is not in 1-65535", port)
 		}
+		if strings.ContainsFunc(hostname, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) {
+			return "", errors.New("the host name holds a control character or a blank (percent-encoded)")
+		}
 		out := "tcp://" + net.JoinHostPort(hostname, port) + u.Path
 		if v, err := url.Parse(out); err != nil || v.Hostname() != hostname {
 			return "", errors.New("not a valid tcp:// address (an IPv6 address goes in brackets: tcp://[::1]:2375)")

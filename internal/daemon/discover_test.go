@@ -542,6 +542,7 @@ func TestNormalizeHost(t *testing.T) {
 		{host: "box/base   #frag", wantErr: "cannot hold a query or a fragment", reason: "found by FuzzNormalizeHost: the fragment was dropped"},
 		{host: "box/base path", wantErr: "cannot hold blanks", reason: "found by FuzzNormalizeHost"},
 		{host: "tcp://me:secret@box", wantErr: "cannot hold credentials", reason: "they were dropped silently"},
+		{host: "\xc2%80", wantErr: "holds a control character or a blank", reason: "found by FuzzNormalizeHost: a percent-encoded control character"},
 		{host: "unix:///x\x00.sock", wantErr: "contains a control character", reason: "found by FuzzNormalizeHost: a NUL reached the dial"},
 	}
 	for _, tc := range cases {
