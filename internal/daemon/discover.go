@@ -352,7 +352,7 @@ func NormalizeHost(host string, useTLS bool) (string, error) {
 		if strings.ContainsFunc(hostname, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) {
 			return "", errors.New("the host name holds a control character or a blank (percent-encoded)")
 		}
-		out := "tcp://" + net.JoinHostPort(hostname, port) + u.Path
+		out := "tcp://" + net.JoinHostPort(hostname, port) + u.EscapedPath() // %23 stays %23, not a fragment
 		if v, err := url.Parse(out); err != nil || v.Hostname() != hostname {
 			return "", errors.New("not a valid tcp:// address (an IPv6 address goes in brackets: tcp://[::1]:2375)")
 		}

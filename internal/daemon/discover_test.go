@@ -543,6 +543,7 @@ func TestNormalizeHost(t *testing.T) {
 		{host: "box/base path", wantErr: "cannot hold blanks", reason: "found by FuzzNormalizeHost"},
 		{host: "tcp://me:secret@box", wantErr: "cannot hold credentials", reason: "they were dropped silently"},
 		{host: "\xc2%80", wantErr: "holds a control character or a blank", reason: "found by FuzzNormalizeHost: a percent-encoded control character"},
+		{host: "box/base%23x", want: "tcp://box:2375/base%23x", reason: "found by FuzzNormalizeHost: an escaped # in the path became a fragment"},
 		{host: "unix:///x\x00.sock", wantErr: "contains a control character", reason: "found by FuzzNormalizeHost: a NUL reached the dial"},
 	}
 	for _, tc := range cases {
