@@ -48,12 +48,12 @@ bench-scale:
 ## FUZZTIME is a count of executions, not a duration: with a duration, Go
 ## 1.26's fuzz coordinator can report "context deadline exceeded" as a
 ## failure when the time ends while a worker is busy (golang/go#75804, fixed
-## in Go 1.27; it failed CI once on internal/registryauth). 5000 executions
-## take 1-15 s per target here (archive's FuzzExtract is the slowest).
+## in Go 1.27; it failed CI once on internal/registryauth). 20000 executions
+## take 0.5-25 s per target here (about 3 minutes for all).
 ## New inputs are barely minimized (FUZZMINIMIZE): go test's default, up to
 ## 60 s per new input, would leave a short run almost no time to fuzz.
 ## A long run: make fuzz FUZZTIME=5m.
-FUZZTIME ?= 5000x
+FUZZTIME ?= 20000x
 FUZZMINIMIZE ?= 10x
 fuzz:
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
