@@ -2,13 +2,9 @@ package heph
 
 import (
 	"errors"
-	"fmt"
-	"path"
+	"maps"
 	"slices"
-	"sort"
 	"time"
-
-	"strings"
 
 	"github.com/heph-go/heph/internal/engine"
 	herrs "github.com/heph-go/heph/internal/errs"
@@ -120,175 +116,40 @@ type NetworkConfig struct {
 	internalLabels map[string]string
 }
 
-// checkMount returns the problem with one mount, naming the part at fault
-// (".Source", ".Target", ".Type"), or "" and nil.
-func checkMount(m Mount) (part string, value string, err error) {
-	switch m.Type {
-	case MountBind:
-		if err := rules.HostPath(m.Source); err != nil {
-			return ".Source", m.Source, err
-		}
-	case MountVolume:
-		if m.Source != "" {
-			if err := rules.Volume(m.Source); err != nil {
-				return ".Source", m.Source, err
-			}
-		}
-	case MountTmpfs:
-		if m.Source != "" {
-			return ".Source", m.Source, errors.New("must be empty for a tmpfs mount")
-		}
-	default:
-		return ".Type", string(m.Type), errors.New("is not bind, volume or tmpfs")
-	}
-	if err := rules.ContainerPath(m.Target); err != nil {
-		return ".Target", m.Target, err
-	}
-	return "", "", nil
-}
-
 // validate checks every field and returns all problems joined, each matching
 // ErrInvalidConfig and naming the field and its value. It makes no Docker
 // call.
 func (c ContainerConfig) validate() error {
-	var errs []error
-	bad := func(field string, value any, err error) {
-		errs = append(errs, invalid(field, value, err.Error()))
-	}
-	if err := rules.Image(c.Image); err != nil {
-		bad("Image", c.Image, err)
-	}
-	if c.Service != "" {
-		if err := rules.Service(c.Service); err != nil {
-			bad("Service", c.Service, err)
-		}
-	}
-	if err := rules.Args(c.Cmd); err != nil {
-		bad("Cmd", len(c.Cmd), err)
-	}
-	if err := rules.Args(c.Entrypoint); err != nil {
-		bad("Entrypoint", len(c.Entrypoint), err)
-	}
-	for _, k := range sortedKeys(c.Env) {
-		if err := rules.EnvKey(k); err != nil {
-			bad("Env key", envKeyShown(k), err)
-		}
-		if err := rules.EnvValue(c.Env[k]); err != nil {
-			bad("Env["+k+"]", "(value not shown)", err)
-		}
-	}
-	if c.WorkingDir != "" {
-		if err := rules.WorkingDir(c.WorkingDir); err != nil {
-			bad("WorkingDir", c.WorkingDir, err)
-		}
-	}
-	if c.User != "" {
-		if err := rules.User(c.User); err != nil {
-			bad("User", c.User, err)
-		}
-	}
-
-	exposed := map[port.Port]bool{}
-	for _, p := range c.ExposedPorts {
-		pp, err := port.Parse(p)
-		if err != nil {
-			bad("ExposedPorts", p, err)
-			continue
-		}
-		if exposed[pp] {
-			bad("ExposedPorts", p, fmt.Errorf("is listed twice (as %s)", pp))
-		}
-		exposed[pp] = true
-	}
-	hostPorts := map[int]string{}
-	for _, p := range sortedKeys(c.HostPorts) {
-		hp := c.HostPorts[p]
-		pp, err := port.Parse(p)
-		switch {
-		case err != nil:
-			bad("HostPorts key", p, err)
-		case !exposed[pp]:
-			bad("HostPorts key", p, errors.New("is not in ExposedPorts"))
-		}
-		if hp < 1 || hp > 65535 {
-			bad("HostPorts["+p+"]", hp, errors.New("is outside 1-65535"))
-		} else if other, dup := hostPorts[hp]; dup && err == nil && other != p {
-			bad("HostPorts["+p+"]", hp, errors.New("is also asked for by "+other))
-		}
-		hostPorts[hp] = p
-	}
-
-	targets := map[string]bool{}
+	mounts := make([]rules.Mount, len(c.Mounts))
 	for i, m := range c.Mounts {
-		field := fmt.Sprintf("Mounts[%d]", i)
-		if part, value, err := checkMount(m); err != nil {
-			bad(field+part, value, err)
-			continue
-		}
-		if targets[path.Clean(m.Target)] {
-			bad(field+".Target", m.Target, errors.New("is mounted twice"))
-		}
-		targets[path.Clean(m.Target)] = true
+		mounts[i] = rules.Mount{Type: string(m.Type), Source: m.Source, Target: m.Target}
 	}
-
-	for _, k := range sortedKeys(c.Labels) {
-		if err := rules.LabelKey(k); err != nil {
-			bad("Labels key", k, err)
-		}
-		if err := rules.LabelValue(c.Labels[k]); err != nil {
-			bad("Labels["+k+"]", c.Labels[k], err)
-		}
-	}
-	seenNet := map[string]bool{}
-	for i, n := range c.Networks {
-		switch err := rules.NetworkName(n); {
-		case err != nil:
-			bad(fmt.Sprintf("Networks[%d]", i), n, err)
-		case seenNet[n]:
-			bad(fmt.Sprintf("Networks[%d]", i), n, errors.New("is listed twice"))
-		}
-		seenNet[n] = true
-	}
-	if c.PullTimeout < 0 {
-		bad("PullTimeout", c.PullTimeout, errors.New("is negative"))
-	}
+	problems := rules.Config{
+		Image: c.Image, Service: c.Service, Cmd: c.Cmd, Entrypoint: c.Entrypoint,
+		Env: c.Env, Labels: c.Labels, WorkingDir: c.WorkingDir, User: c.User,
+		ExposedPorts: c.ExposedPorts, HostPorts: c.HostPorts, Mounts: mounts,
+		Networks: c.Networks, Platform: c.Platform, PullTimeout: c.PullTimeout, StopTimeout: c.StopTimeout,
+	}.Check()
 	if err := c.PullPolicy.check(); err != nil {
-		bad("PullPolicy", policyText(c.PullPolicy), err)
-	}
-	if c.Platform != "" {
-		if err := rules.Platform(c.Platform); err != nil {
-			bad("Platform", c.Platform, err)
-		}
-	}
-	if c.StopTimeout < 0 {
-		bad("StopTimeout", c.StopTimeout, errors.New("is negative"))
+		problems = append(problems, invalid("PullPolicy", policyText(c.PullPolicy), err.Error()))
 	}
 	if c.WaitStrategy != nil {
 		if err := wait.Validate(c.WaitStrategy); err != nil {
-			errs = append(errs, &herrs.InvalidError{What: "WaitStrategy", Err: err})
+			problems = append(problems, &herrs.InvalidError{What: "WaitStrategy", Err: err})
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(problems...)
 }
 
 func (c NetworkConfig) validate() error {
-	var errs []error
-	for _, k := range sortedKeys(c.Labels) {
-		if err := rules.LabelKey(k); err != nil {
-			errs = append(errs, invalid("NetworkConfig.Labels key", k, err.Error()))
-		}
-		if err := rules.LabelValue(c.Labels[k]); err != nil {
-			errs = append(errs, invalid("NetworkConfig.Labels["+k+"]", c.Labels[k], err.Error()))
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(rules.Labels("NetworkConfig.Labels", c.Labels)...)
 }
 
 // spec turns a validated config into the container to create, named name,
 // its ports bound to bindIP ("" for every interface).
 func (o *Orchestrator) spec(name, bindIP string, cfg ContainerConfig) engine.ContainerSpec {
 	env := make([]string, 0, len(cfg.Env))
-	for _, k := range sortedKeys(cfg.Env) {
+	for _, k := range slices.Sorted(maps.Keys(cfg.Env)) {
 		env = append(env, k+"="+cfg.Env[k])
 	}
 	hostPorts := map[port.Port]int{}
@@ -330,23 +191,4 @@ func (c ContainerConfig) imageRequest() imageRequest {
 		asked: c.Image, substitute: c.ImageSubstitution, policy: c.PullPolicy,
 		platform: c.Platform, timeout: c.PullTimeout, progress: c.Progress,
 	}
-}
-
-// envKeyShown is an environment key as a message shows it: what follows a
-// "=" in a key is a value put there by mistake, maybe a secret, so it is
-// not shown.
-func envKeyShown(k string) string {
-	if name, _, ok := strings.Cut(k, "="); ok {
-		return name + "=…"
-	}
-	return k
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/reclaim"
 	"github.com/heph-go/heph/internal/redact"
 	"github.com/heph-go/heph/internal/rules"
 	"github.com/heph-go/heph/internal/shared"
@@ -65,7 +66,7 @@ func (o *Orchestrator) createContainer(ctx context.Context, cfg ContainerConfig,
 	}
 	access := o.ports(ctx)
 	spec := o.spec(name, access.BindIP, cfg)
-	id, err := o.create(ctx, containerObject, name, func(ctx context.Context) (string, error) {
+	id, err := o.reclaims.Create(ctx, reclaim.Container(o.api), name, func(ctx context.Context) (string, error) {
 		return o.api.ContainerCreate(ctx, spec)
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/heph-go/heph/internal/daemon"
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/errs"
+	"github.com/heph-go/heph/internal/reclaim"
 	"github.com/heph-go/heph/internal/retry"
 	"github.com/heph-go/heph/internal/subnet"
 	"github.com/heph-go/heph/internal/turns"
@@ -229,7 +230,7 @@ func (o *Orchestrator) createPooledNetwork(ctx context.Context, spec engine.Netw
 // createNetwork makes one attempt at creating the network spec (named here).
 func (o *Orchestrator) createNetwork(ctx context.Context, spec engine.NetworkSpec) (*Network, error) {
 	spec.Name = newName("net")
-	id, err := o.create(ctx, networkObject, spec.Name, func(ctx context.Context) (string, error) {
+	id, err := o.reclaims.Create(ctx, reclaim.Network(o.api), spec.Name, func(ctx context.Context) (string, error) {
 		return o.api.NetworkCreate(ctx, spec)
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/heph-go/heph/internal/envflag"
 	"github.com/heph-go/heph/internal/imagepull"
 	"github.com/heph-go/heph/internal/labels"
+	"github.com/heph-go/heph/internal/reclaim"
 	"github.com/heph-go/heph/internal/registryauth"
 	"github.com/heph-go/heph/internal/retry"
 	"github.com/heph-go/heph/internal/sessions"
@@ -111,7 +112,7 @@ type Orchestrator struct {
 	jobs    imagepull.Group   // the pulls and builds under way
 	built   sync.Map          // tags of images this Orchestrator built (not found)
 
-	reclaims reclaims // creates whose callers gave up (reclaim.go)
+	reclaims reclaim.Set // creates whose callers gave up
 
 	mu         sync.Mutex
 	containers map[string]string // container ID → name
@@ -346,7 +347,7 @@ func (o *Orchestrator) ports(ctx context.Context) daemon.Access {
 // returns every failure joined; resources already gone are not failures. It
 // may be called more than once.
 func (o *Orchestrator) Teardown(ctx context.Context) error {
-	reclaimErr := o.reclaims.wait(ctx)
+	reclaimErr := o.reclaims.Wait(ctx)
 	o.mu.Lock()
 	ids := make([]string, 0, len(o.containers))
 	for id := range o.containers {

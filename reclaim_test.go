@@ -11,6 +11,7 @@ import (
 
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/enginetest"
+	"github.com/heph-go/heph/internal/reclaim"
 )
 
 // lateCreate makes the fake daemon carry out call only after the caller
@@ -111,8 +112,8 @@ func TestALateRefusalLeavesNothingToReclaim(t *testing.T) {
 
 func TestTeardownReportsAReclaimThatFails(t *testing.T) {
 	o, f := netTestOrchestrator(t, "", false)
-	defer func(d time.Duration) { reclaimLook = d }(reclaimLook)
-	reclaimLook = 300 * time.Millisecond
+	defer func(d time.Duration) { reclaim.Look = d }(reclaim.Look)
+	reclaim.Look = 300 * time.Millisecond
 	refused := enginetest.Conflict("network has active endpoints")
 	gaveUp := lateCreate(f, "NetworkCreate", true, 0)
 	late := f.Hook

@@ -102,7 +102,7 @@ func (r ContainerRequest) WithName(service string) ContainerRequest {
 func (r ContainerRequest) WithEnv(key, value string) ContainerRequest {
 	r = r.clone()
 	if err := errors.Join(rules.EnvKey(key), rules.EnvValue(value)); err != nil {
-		return r.fail("WithEnv", envKeyShown(key), err) // the key only: the value may be a secret
+		return r.fail("WithEnv", rules.EnvKeyShown(key), err) // the key only: the value may be a secret
 	}
 	if r.cfg.Env == nil {
 		r.cfg.Env = map[string]string{}
@@ -217,8 +217,7 @@ func (r ContainerRequest) mount(option string, m Mount) ContainerRequest {
 	if m.Type == MountVolume && m.Source == "" {
 		return r.fail(option, m.Source, errors.New("the volume name is empty"))
 	}
-	if part, value, err := checkMount(m); err != nil {
-		_ = part
+	if _, value, err := rules.CheckMount(rules.Mount{Type: string(m.Type), Source: m.Source, Target: m.Target}); err != nil {
 		return r.fail(option, value, err)
 	}
 	for _, e := range r.cfg.Mounts {

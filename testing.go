@@ -438,7 +438,7 @@ func (st *testState) teardown() {
 	if net != nil {
 		// A container whose create outlived its start still sits on the
 		// network until its removal, which this waits for.
-		if err := net.o.reclaims.wait(ctx); err != nil {
+		if err := net.o.reclaims.Wait(ctx); err != nil {
 			st.t.Errorf("%v", errs.Op("teardown", "", nil, err))
 		}
 		st.remove(ctx, "network "+net.name, func() error { return net.Remove(ctx) })
@@ -480,7 +480,7 @@ func (st *testState) keep(ctx context.Context, mode string, containers []*Contai
 		c.mu.Lock()
 		ports := maps.Clone(c.ports)
 		c.mu.Unlock()
-		for _, p := range sortedKeys(ports) {
+		for _, p := range slices.Sorted(maps.Keys(ports)) {
 			fmt.Fprintf(&b, "; %s at %s:%d", p, c.Host(), ports[p])
 		}
 	}
