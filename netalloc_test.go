@@ -14,6 +14,7 @@ import (
 	"github.com/heph-go/heph/internal/daemon"
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/enginetest"
+	"github.com/heph-go/heph/internal/netalloc"
 	"github.com/heph-go/heph/internal/subnet"
 	"github.com/heph-go/heph/internal/turns"
 )
@@ -66,10 +67,10 @@ func useLine(t *testing.T) {
 	t.Helper()
 	l, err := turns.OpenDir(t.TempDir())
 	require.NoError(t, err)
-	poolLine.once.Do(func() {})
-	old := poolLine.line
-	poolLine.line = l
-	t.Cleanup(func() { poolLine.line = old })
+	netalloc.PoolLine.Once.Do(func() {})
+	old := netalloc.PoolLine.Line
+	netalloc.PoolLine.Line = l
+	t.Cleanup(func() { netalloc.PoolLine.Line = old })
 }
 
 // subnetOf returns the subnet the fake daemon gave network id ("" for one
@@ -204,7 +205,7 @@ func TestExhaustedPoolsWaitTheirTurn(t *testing.T) {
 		got <- err
 	}()
 	require.Eventually(t, func() bool { return subnet.Counters.PoolRetries.Load() > retries }, 10*time.Second, time.Millisecond, "the third waits for the pools")
-	require.True(t, poolLine.line.Busy(), "in line")
+	require.True(t, netalloc.PoolLine.Line.Busy(), "in line")
 	require.NoError(t, first.Remove(ctx))
 	select {
 	case err := <-got:
@@ -212,7 +213,7 @@ func TestExhaustedPoolsWaitTheirTurn(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the waiting create did not get the freed pool")
 	}
-	require.False(t, poolLine.line.Busy(), "and left the line")
+	require.False(t, netalloc.PoolLine.Line.Busy(), "and left the line")
 
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
@@ -231,8 +232,8 @@ func TestANewComerQueuesBehindWaiters(t *testing.T) {
 	// create, although a pool is free, does not jump the line; its turn
 	// comes when one of them leaves.
 	var others []*turns.Turn
-	for range poolWindow {
-		other, err := poolLine.line.Join(context.Background(), poolWindow)
+	for range netalloc.PoolWindow {
+		other, err := netalloc.PoolLine.Line.Join(context.Background(), netalloc.PoolWindow)
 		require.NoError(t, err)
 		others = append(others, other)
 	}
@@ -292,5 +293,5 @@ func TestADaemonThatRefusesEverySubnetSendsHephToThePools(t *testing.T) {
 	n, err := o.CreateNetwork(context.Background(), NetworkConfig{})
 	require.NoError(t, err)
 	require.Empty(t, subnetOf(t, f, n.ID()), "from the pools")
-	require.Equal(t, maxOverlaps+1, f.CallCount("NetworkCreate"), "after a bounded number of refused subnets")
+	require.Equal(t, netalloc.MaxOverlaps+1, f.CallCount("NetworkCreate"), "after a bounded number of refused subnets")
 }

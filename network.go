@@ -3,19 +3,14 @@ package heph
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/netip"
 	"os"
 	"sync"
-	"time"
 
-	"github.com/heph-go/heph/internal/daemon"
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/errs"
+	"github.com/heph-go/heph/internal/netalloc"
 	"github.com/heph-go/heph/internal/reclaim"
-	"github.com/heph-go/heph/internal/retry"
 	"github.com/heph-go/heph/internal/subnet"
-	"github.com/heph-go/heph/internal/turns"
 )
 
 // EnvSubnets is HEPH_SUBNETS, the address ranges heph gives its networks.
@@ -38,16 +33,6 @@ import (
 // error matches ErrNetworkPoolExhausted. A malformed value is refused with
 // ErrInvalidConfig before any Docker call.
 const EnvSubnets = subnet.Env
-
-// maxOverlaps bounds the subnets one create tries that the daemon says
-// overlap: a few when processes race for the same ones, while a daemon that
-// refuses every one (it sees a clash heph cannot) sends heph to its pools.
-const maxOverlaps = 32
-
-// poolWindow is how many waiters in line try the daemon's pools at once:
-// one at a time leaves pools idle between turns, a few keep them busy and
-// still serve in order (see internal/turns' BenchmarkFairness).
-const poolWindow = 4
 
 // Network is a Docker network heph created: containers on it reach each
 // other by service name. TestNetwork gives each test its own;
@@ -88,161 +73,26 @@ func (o *Orchestrator) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*N
 		return nil, err
 	}
 	spec := engine.NetworkSpec{Internal: cfg.Internal, Labels: o.resourceLabels(cfg.Labels, cfg.internalLabels)}
-	if !plan.Pools() {
-		n, err := o.createOwnNetwork(ctx, plan, spec)
-		if n != nil || err != nil {
-			return n, err
-		}
-		subnet.Counters.Fallbacks.Add(1)
-	}
-	return o.createPooledNetwork(ctx, spec, plan)
-}
-
-// createOwnNetwork creates the network on a free subnet of plan's ranges.
-// It returns neither network nor error when the plan cannot serve here: the
-// default ranges and a daemon whose host heph cannot see, no subnet left, or
-// maxOverlaps subnets refused as overlapping.
-func (o *Orchestrator) createOwnNetwork(ctx context.Context, plan subnet.Plan, spec engine.NetworkSpec) (*Network, error) {
-	nets, err := o.api.NetworkList(ctx, engine.Filter{})
+	var name string
+	id, err := netalloc.Create(ctx, netalloc.Request{API: o.api, Endpoint: o.endpoint, HostEnv: o.hostEnv, Plan: plan, Spec: spec},
+		func(ctx context.Context, spec engine.NetworkSpec) (string, error) {
+			spec.Name = newName("net")
+			id, err := o.reclaims.Create(ctx, reclaim.Network(o.api), spec.Name, func(ctx context.Context) (string, error) {
+				return o.api.NetworkCreate(ctx, spec)
+			})
+			if err != nil && subnet.IsPoolExhausted(err) {
+				return "", errs.Op("create network", spec.Name, ErrNetworkPoolExhausted, err)
+			}
+			name = spec.Name
+			return id, wrap("create network", spec.Name, err, nil)
+		})
 	if err != nil {
-		return nil, wrap("list networks", "", err, nil)
-	}
-	var taken []netip.Prefix
-	for _, n := range nets {
-		for _, s := range n.Subnets {
-			if s.Prefix.IsValid() {
-				taken = append(taken, s.Prefix)
-			}
-		}
-	}
-	host, sees := daemon.HostPrefixes(o.endpoint, o.hostEnv, daemon.Gateways(nets))
-	if !sees && !plan.Explicit {
-		return nil, nil
-	}
-	overlaps := 0
-	for s := range plan.Walk(append(taken, host...), nil) {
-		release, ok := subnet.Reserve(s)
-		if !ok {
-			continue // another goroutine of this process is trying it
-		}
-		spec.Subnet = s
-		n, err := o.createNetwork(ctx, spec)
-		release()
-		switch {
-		case err == nil:
-			subnet.Counters.Own.Add(1)
-			return n, nil
-		case subnet.IsOverlap(err) && ctx.Err() == nil:
-			subnet.Counters.Overlaps.Add(1) // another process took it first
-			if overlaps++; overlaps == maxOverlaps {
-				return nil, nil
-			}
-		default:
-			return nil, err
-		}
-	}
-	return nil, nil
-}
-
-var poolLine struct {
-	once sync.Once
-	line *turns.Line // nil when the runtime dir is unusable: no line
-}
-
-// createPooledNetwork creates the network on the daemon's default pools.
-// While nobody waits for them it tries at once; when they are exhausted (or
-// others wait) it joins the cross-process line and tries, with backoff,
-// among the first poolWindow waiters.
-func (o *Orchestrator) createPooledNetwork(ctx context.Context, spec engine.NetworkSpec, plan subnet.Plan) (*Network, error) {
-	poolLine.once.Do(func() { poolLine.line, _ = turns.Open("network-pools") })
-	line := poolLine.line
-	start := time.Now()
-	attempts := 0
-	var n *Network
-	var said error = errors.New("nothing: others were ahead in line all along") // the daemon's last refusal
-	try := func(ctx context.Context) error {
-		if attempts++; attempts > 1 {
-			subnet.Counters.PoolRetries.Add(1)
-		}
-		var err error
-		n, err = o.createNetwork(ctx, spec)
-		if op := new(errs.OpError); errors.Is(err, ErrNetworkPoolExhausted) && errors.As(err, &op) {
-			said = op.Err // the daemon's own words, without heph's prefix
-		}
-		return err
-	}
-	poll := func(ctx context.Context) error {
-		switch err := try(ctx); {
-		case errors.Is(err, ErrNetworkPoolExhausted):
-			return errors.New("exhausted")
-		case err != nil && retry.Ending(ctx):
-			return err // cut short while waiting for a pool: the pools are the reason
-		default:
-			return retry.Permanent(err) // nil, or a failure of its own
-		}
-	}
-	if line == nil || !line.Busy() {
-		if err := try(ctx); !errors.Is(err, ErrNetworkPoolExhausted) {
-			if err == nil {
-				subnet.Counters.Pooled.Add(1)
-			}
-			return n, err
-		}
-	}
-	policy := retry.Policy{Initial: 20 * time.Millisecond, Max: 250 * time.Millisecond, Jitter: 0.3}
-	var err error
-	if line != nil {
-		var turn *turns.Turn
-		if turn, err = line.Join(ctx, poolWindow); err == nil {
-			err = retry.Poll(ctx, policy, poll)
-			turn.Done()
-		} else if ctx.Err() == nil { // the line is unreadable: wait without it
-			err = retry.Poll(ctx, policy, poll)
-		}
-	} else {
-		err = retry.Poll(ctx, policy, poll)
-	}
-	if err == nil {
-		subnet.Counters.Pooled.Add(1)
-		return n, nil
-	}
-	var stopped *retry.Stopped
-	if !errors.As(err, &stopped) {
-		return nil, err // a failure of its own (the daemon is gone, …)
-	}
-	own := "heph's own subnets (" + EnvSubnets + "=" + plan.String() + ") could not be used here"
-	if plan.Pools() {
-		own = EnvSubnets + "=" + os.Getenv(EnvSubnets) + " leaves subnets to the daemon"
-	}
-	ctxErr := ctx.Err()
-	if ctxErr == nil {
-		ctxErr = context.DeadlineExceeded
-	}
-	return nil, errs.Op("create network", "", ErrNetworkPoolExhausted, fmt.Errorf(
-		"the daemon's address pools stayed exhausted: waited %s (%d attempts) for another test to free a network, then gave up: %w; the daemon said: %w\n"+
-			"It waited its turn with the other heph processes of this user. %s, and Docker's default address pools hold about 30 bridge networks, all in use. "+
-			"Give heph a free range of its own (%s=10.213.0.0/16), run fewer tests at once (go test -parallel), "+
-			"remove stale networks (heph prune --stale, or docker network prune --filter label=heph.managed), "+
-			"or give the daemon more pools (default-address-pools in /etc/docker/daemon.json)",
-		time.Since(start).Round(time.Millisecond), attempts, ctxErr, said, own, EnvSubnets))
-}
-
-// createNetwork makes one attempt at creating the network spec (named here).
-func (o *Orchestrator) createNetwork(ctx context.Context, spec engine.NetworkSpec) (*Network, error) {
-	spec.Name = newName("net")
-	id, err := o.reclaims.Create(ctx, reclaim.Network(o.api), spec.Name, func(ctx context.Context) (string, error) {
-		return o.api.NetworkCreate(ctx, spec)
-	})
-	if err != nil {
-		if subnet.IsPoolExhausted(err) {
-			return nil, errs.Op("create network", spec.Name, ErrNetworkPoolExhausted, err)
-		}
-		return nil, wrap("create network", spec.Name, err, nil)
+		return nil, err
 	}
 	o.mu.Lock()
-	o.networks[id] = spec.Name
+	o.networks[id] = name
 	o.mu.Unlock()
-	return &Network{o: o, id: id, name: spec.Name}, nil
+	return &Network{o: o, id: id, name: name}, nil
 }
 
 // removeNetwork removes a network and stops tracking it.

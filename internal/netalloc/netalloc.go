@@ -1,0 +1,192 @@
+// Package netalloc decides where a network's addresses come from: a subnet
+// of heph's own ranges (HEPH_SUBNETS, see package subnet) that no network
+// and no route of the daemon's host overlaps, else the daemon's default
+// address pools, waited for in turn with the other heph processes of this
+// user (package turns) while they are exhausted.
+package netalloc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/heph-go/heph/internal/daemon"
+	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/errs"
+	"github.com/heph-go/heph/internal/retry"
+	"github.com/heph-go/heph/internal/subnet"
+	"github.com/heph-go/heph/internal/turns"
+)
+
+// MaxOverlaps bounds the subnets one create tries that the daemon says
+// overlap: a few when processes race for the same ones, while a daemon that
+// refuses every one (it sees a clash heph cannot) sends heph to its pools.
+const MaxOverlaps = 32
+
+// PoolWindow is how many waiters in line try the daemon's pools at once:
+// one at a time leaves pools idle between turns, a few keep them busy and
+// still serve in order (see package turns' BenchmarkFairness).
+const PoolWindow = 4
+
+// Try makes one attempt at creating spec (with spec.Subnet, or none for the
+// pools) and returns the network's ID. An error matching
+// errs.NetworkPoolExhausted says the pools are exhausted.
+type Try func(ctx context.Context, spec engine.NetworkSpec) (id string, err error)
+
+// Request is a network to create.
+type Request struct {
+	API      engine.API
+	Endpoint engine.Endpoint // the daemon, to judge whether heph sees its host
+	HostEnv  daemon.HostEnv
+	Plan     subnet.Plan
+	Spec     engine.NetworkSpec
+}
+
+// Create creates the network of q through try: on a subnet of its own when
+// the plan serves here, else on the daemon's pools.
+func Create(ctx context.Context, q Request, try Try) (string, error) {
+	if !q.Plan.Pools() {
+		id, err := own(ctx, q, try)
+		if id != "" || err != nil {
+			return id, err
+		}
+		subnet.Counters.Fallbacks.Add(1)
+	}
+	return pooled(ctx, q, try)
+}
+
+// own creates the network on a free subnet of the plan's ranges. It
+// returns neither ID nor error when the plan cannot serve here: the default
+// ranges and a daemon whose host heph cannot see, no subnet left, or
+// MaxOverlaps subnets refused as overlapping.
+func own(ctx context.Context, q Request, try Try) (string, error) {
+	nets, err := q.API.NetworkList(ctx, engine.Filter{})
+	if err != nil {
+		return "", engine.Op("list networks", "", err, nil)
+	}
+	var taken []netip.Prefix
+	for _, n := range nets {
+		for _, s := range n.Subnets {
+			if s.Prefix.IsValid() {
+				taken = append(taken, s.Prefix)
+			}
+		}
+	}
+	host, sees := daemon.HostPrefixes(q.Endpoint, q.HostEnv, daemon.Gateways(nets))
+	if !sees && !q.Plan.Explicit {
+		return "", nil
+	}
+	overlaps := 0
+	spec := q.Spec
+	for s := range q.Plan.Walk(append(taken, host...), nil) {
+		release, ok := subnet.Reserve(s)
+		if !ok {
+			continue // another goroutine of this process is trying it
+		}
+		spec.Subnet = s
+		id, err := try(ctx, spec)
+		release()
+		switch {
+		case err == nil:
+			subnet.Counters.Own.Add(1)
+			return id, nil
+		case subnet.IsOverlap(err) && ctx.Err() == nil:
+			subnet.Counters.Overlaps.Add(1) // another process took it first
+			if overlaps++; overlaps == MaxOverlaps {
+				return "", nil
+			}
+		default:
+			return "", err
+		}
+	}
+	return "", nil
+}
+
+// PoolLine is the cross-process line for the daemon's pools (Line is nil
+// when the runtime directory is unusable: no line). A variable for tests.
+var PoolLine struct {
+	Once sync.Once
+	Line *turns.Line
+}
+
+// pooled creates the network on the daemon's default pools. While nobody
+// waits for them it tries at once; when they are exhausted (or others wait)
+// it joins the cross-process line and tries, with backoff, among the first
+// PoolWindow waiters, until ctx ends.
+func pooled(ctx context.Context, q Request, try Try) (string, error) {
+	PoolLine.Once.Do(func() { PoolLine.Line, _ = turns.Open("network-pools") })
+	line := PoolLine.Line
+	start := time.Now()
+	attempts := 0
+	var id string
+	var said error = errors.New("nothing: others were ahead in line all along") // the daemon's last refusal
+	once := func(ctx context.Context) error {
+		if attempts++; attempts > 1 {
+			subnet.Counters.PoolRetries.Add(1)
+		}
+		var err error
+		id, err = try(ctx, q.Spec)
+		if op := new(errs.OpError); errors.Is(err, errs.NetworkPoolExhausted) && errors.As(err, &op) {
+			said = op.Err // the daemon's own words, without heph's prefix
+		}
+		return err
+	}
+	poll := func(ctx context.Context) error {
+		switch err := once(ctx); {
+		case errors.Is(err, errs.NetworkPoolExhausted):
+			return errors.New("exhausted")
+		case err != nil && retry.Ending(ctx):
+			return err // cut short while waiting for a pool: the pools are the reason
+		default:
+			return retry.Permanent(err) // nil, or a failure of its own
+		}
+	}
+	if line == nil || !line.Busy() {
+		if err := once(ctx); !errors.Is(err, errs.NetworkPoolExhausted) {
+			if err == nil {
+				subnet.Counters.Pooled.Add(1)
+			}
+			return id, err
+		}
+	}
+	policy := retry.Policy{Initial: 20 * time.Millisecond, Max: 250 * time.Millisecond, Jitter: 0.3}
+	var err error
+	if line != nil {
+		var turn *turns.Turn
+		if turn, err = line.Join(ctx, PoolWindow); err == nil {
+			err = retry.Poll(ctx, policy, poll)
+			turn.Done()
+		} else if ctx.Err() == nil { // the line is unreadable: wait without it
+			err = retry.Poll(ctx, policy, poll)
+		}
+	} else {
+		err = retry.Poll(ctx, policy, poll)
+	}
+	if err == nil {
+		subnet.Counters.Pooled.Add(1)
+		return id, nil
+	}
+	var stopped *retry.Stopped
+	if !errors.As(err, &stopped) {
+		return "", err // a failure of its own (the daemon is gone, …)
+	}
+	ownRanges := "heph's own subnets (" + subnet.Env + "=" + q.Plan.String() + ") could not be used here"
+	if q.Plan.Pools() {
+		ownRanges = subnet.Env + "=" + os.Getenv(subnet.Env) + " leaves subnets to the daemon"
+	}
+	ctxErr := ctx.Err()
+	if ctxErr == nil {
+		ctxErr = context.DeadlineExceeded
+	}
+	return "", errs.Op("create network", "", errs.NetworkPoolExhausted, fmt.Errorf(
+		"the daemon's address pools stayed exhausted: waited %s (%d attempts) for another test to free a network, then gave up: %w; the daemon said: %w\n"+
+			"It waited its turn with the other heph processes of this user. %s, and Docker's default address pools hold about 30 bridge networks, all in use. "+
+			"Give heph a free range of its own (%s=10.213.0.0/16), run fewer tests at once (go test -parallel), "+
+			"remove stale networks (heph prune --stale, or docker network prune --filter label=heph.managed), "+
+			"or give the daemon more pools (default-address-pools in /etc/docker/daemon.json)",
+		time.Since(start).Round(time.Millisecond), attempts, ctxErr, said, ownRanges, subnet.Env))
+}
