@@ -19,6 +19,7 @@ import (
 	"github.com/heph-go/heph/internal/archive"
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/errs"
+	"github.com/heph-go/heph/internal/logtext"
 	"github.com/heph-go/heph/internal/port"
 	"github.com/heph-go/heph/internal/redact"
 	"github.com/heph-go/heph/internal/rules"
@@ -370,16 +371,11 @@ func (c *Container) state(ctx context.Context, n int) string {
 		return b.String()
 	}
 	fmt.Fprintf(&b, "container %s (service %s, image %s): %s", c.name, c.service, info.Image, stateSummary(info))
-	if lines, err := c.tail(ctx, n); err != nil {
-		fmt.Fprintf(&b, "\n  (logs unavailable: %s)", errs.Strip(err.Error()))
-	} else if len(lines) == 0 {
-		b.WriteString("\n  (no output)")
-	} else {
-		fmt.Fprintf(&b, "\n  last %d log lines:", len(lines))
-		for _, l := range lines {
-			b.WriteString("\n  | " + l)
-		}
+	lines, err := c.tail(ctx, n)
+	if err != nil {
+		err = errors.New(errs.Strip(err.Error()))
 	}
+	logtext.Block(&b, lines, err)
 	return b.String()
 }
 
@@ -404,17 +400,12 @@ func stateSummary(info ContainerInfo) string {
 	return s
 }
 
-// tail returns the container's last n log lines (each cut at maxLogLine).
+// tail returns the container's last n log lines (each cut at logtext.Max).
 func (c *Container) tail(ctx context.Context, n int) ([]string, error) {
 	r, err := c.logs(ctx, engine.LogOptions{Tail: n})
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	var lines []string
-	_, err = logLines(r, func(l string) { lines = append(lines, l) })
-	for len(lines) > 0 && lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
-	}
-	return lines, err
+	return logtext.Tail(r)
 }

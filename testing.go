@@ -1,11 +1,9 @@
 package heph
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"slices"
@@ -17,6 +15,7 @@ import (
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/envflag"
 	"github.com/heph-go/heph/internal/errs"
+	"github.com/heph-go/heph/internal/logtext"
 	"github.com/heph-go/heph/internal/redact"
 	"github.com/heph-go/heph/wait"
 )
@@ -327,7 +326,7 @@ func (st *testState) followLogs(c *Container) {
 		logLine := func(line string) { st.t.Logf("[%s] %s", c.service, c.secrets.String(line)) }
 		printed := 0
 		if r, err := c.logs(st.logCtx, engine.LogOptions{Follow: true, Since: c.logsSince}); err == nil {
-			printed, _ = logLines(r, logLine)
+			printed, _ = logtext.Lines(r, logLine)
 			r.Close()
 		} else if st.logCtx.Err() == nil {
 			st.t.Logf("heph: [%s] cannot follow logs: %s", c.service, errs.Strip(err.Error()))
@@ -342,7 +341,7 @@ func (st *testState) followLogs(c *Container) {
 			return
 		}
 		defer rest.Close()
-		logLines(rest, func(line string) {
+		logtext.Lines(rest, func(line string) {
 			if printed > 0 {
 				printed--
 				return
@@ -350,54 +349,6 @@ func (st *testState) followLogs(c *Container) {
 			logLine(line)
 		})
 	}()
-}
-
-// maxLogLine bounds a line of a container's output that heph prints: the
-// rest of a longer line is dropped, and a marker says how much.
-const maxLogLine = 1 << 20
-
-// logLines calls fn for each line read from r (without its "\n" or
-// "\r\n"; a line longer than maxLogLine cut, with a marker) and returns
-// how many, with the read error that ended it (nil at EOF). It holds one
-// line at most.
-func logLines(r io.Reader, fn func(string)) (int, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	n := 0
-	var line []byte
-	cut := 0 // bytes of the line dropped
-	for {
-		chunk, err := br.ReadSlice('\n')
-		end := err == nil // chunk ends the line
-		data := chunk
-		if end {
-			data = chunk[:len(chunk)-1]
-		}
-		room := maxLogLine - len(line)
-		if len(data) <= room {
-			line = append(line, data...)
-		} else {
-			line = append(line, data[:room]...)
-			cut += len(data) - room
-		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if end || len(line) > 0 || cut > 0 {
-			text := strings.TrimSuffix(string(line), "\r")
-			if cut > 0 {
-				text += fmt.Sprintf(" … [line cut by heph: %d more bytes]", cut)
-			}
-			fn(text)
-			n++
-			line, cut = line[:0], 0
-		}
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
 }
 
 // teardown is the test's cleanup: logs of a failed test, then removal (or
