@@ -3,7 +3,6 @@ package heph
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"os"
 	"sort"
@@ -141,38 +140,7 @@ type Daemon struct {
 }
 
 // endpoint checks d and turns it into an endpoint.
-func (d Daemon) endpoint() (engine.Endpoint, error) {
-	if strings.TrimSpace(d.Host) == "" {
-		return engine.Endpoint{}, invalid("Daemon.Host", d.Host, "is empty: name the daemon (unix:///var/run/docker.sock), or call NewOrchestrator() to find it from the environment")
-	}
-	host, err := daemon.NormalizeHost(d.Host, d.TLS || d.TLSVerify)
-	if err != nil {
-		return engine.Endpoint{}, invalid("Daemon.Host", d.Host, err.Error())
-	}
-	if d.APIVersion != "" {
-		if _, err := daemon.ParseAPIVersion(d.APIVersion); err != nil {
-			return engine.Endpoint{}, invalid("Daemon.APIVersion", d.APIVersion, err.Error())
-		}
-	}
-	switch {
-	case d.CertFile != "" && d.KeyFile == "":
-		return engine.Endpoint{}, invalid("Daemon.KeyFile", d.KeyFile, "is empty while CertFile is set")
-	case d.KeyFile != "" && d.CertFile == "":
-		return engine.Endpoint{}, invalid("Daemon.CertFile", d.CertFile, "is empty while KeyFile is set")
-	}
-	for _, f := range []struct{ field, path string }{{"Daemon.CAFile", d.CAFile}, {"Daemon.CertFile", d.CertFile}, {"Daemon.KeyFile", d.KeyFile}} {
-		if f.path == "" {
-			continue
-		}
-		if _, err := os.Stat(f.path); err != nil {
-			return engine.Endpoint{}, invalid(f.field, f.path, err.Error())
-		}
-	}
-	return engine.Endpoint{
-		Host: host, Source: "heph.Daemon", TLS: d.TLS || d.TLSVerify, TLSVerify: d.TLSVerify,
-		CAFile: d.CAFile, CertFile: d.CertFile, KeyFile: d.KeyFile, APIVersion: d.APIVersion,
-	}, nil
-}
+func (d Daemon) endpoint() (engine.Endpoint, error) { return daemon.Settings(d).Endpoint() }
 
 // NewOrchestrator connects to the Docker daemon and returns an Orchestrator
 // with a fresh session id.
@@ -356,7 +324,7 @@ func (o *Orchestrator) Teardown(ctx context.Context) error {
 	o.mu.Unlock()
 
 	errs := eachConcurrently(ids, func(_ int, id string) error {
-		_, err := untilAnswered(ctx, func() error { return o.RemoveContainer(ctx, id) })
+		_, err := retry.Answered(ctx, func() error { return o.RemoveContainer(ctx, id) })
 		if !errors.Is(err, ErrContainerNotFound) {
 			return err
 		}
@@ -371,49 +339,14 @@ func (o *Orchestrator) Teardown(ctx context.Context) error {
 	}
 	o.mu.Unlock()
 	for _, id := range nets {
-		_, err := untilAnswered(ctx, func() error { return o.removeNetwork(ctx, id) })
+		_, err := retry.Answered(ctx, func() error { return o.removeNetwork(ctx, id) })
 		if !errors.Is(err, ErrNetworkNotFound) {
 			errs = append(errs, err)
 		}
 	}
-	_, err := untilAnswered(ctx, func() error { return o.removeSessionVolumes(ctx) })
+	_, err := retry.Answered(ctx, func() error { return o.removeSessionVolumes(ctx) })
 	errs = append(errs, err)
 	return errors.Join(errs...)
-}
-
-// teardownRetry paces a removal while the daemon does not answer, for up
-// to teardownPatience.
-var (
-	teardownRetry    = retry.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.3}
-	teardownPatience = 30 * time.Second
-)
-
-// untilAnswered calls remove until it does not fail for want of the daemon
-// (ErrDockerUnavailable: a daemon restarting, a socket briefly gone), for
-// up to teardownPatience or until ctx ends, and returns how long it waited
-// for the daemon and remove's last error — which, when the daemon never
-// answered, says how long it was tried.
-func untilAnswered(ctx context.Context, remove func() error) (time.Duration, error) {
-	start := time.Now()
-	var last error
-	tries := 0
-	pctx, cancel := context.WithTimeout(ctx, teardownPatience)
-	defer cancel()
-	_ = retry.Poll(pctx, teardownRetry, func(context.Context) error {
-		tries++
-		if last = remove(); errors.Is(last, ErrDockerUnavailable) {
-			return last
-		}
-		return nil
-	})
-	if tries == 1 {
-		return 0, last
-	}
-	waited := time.Since(start).Round(time.Millisecond)
-	if errors.Is(last, ErrDockerUnavailable) {
-		return waited, fmt.Errorf("%w (the daemon did not answer %d tries over %s)", last, tries, waited)
-	}
-	return waited, last
 }
 
 // removeSessionVolumes removes the named volumes labelled with this session

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/heph-go/heph/internal/enginetest"
+	"github.com/heph-go/heph/internal/retry"
 )
 
 // TestATestsTeardownOutlastsADaemonRestart: the daemon does not answer the
@@ -37,9 +38,9 @@ func TestATestsTeardownOutlastsADaemonRestart(t *testing.T) {
 // tried.
 func TestATestsTeardownGivesUpOnADaemonThatStaysAway(t *testing.T) {
 	h := newHarness(t)
-	old := teardownPatience
-	teardownPatience = 300 * time.Millisecond
-	t.Cleanup(func() { teardownPatience = old })
+	old := retry.TeardownPatience
+	retry.TeardownPatience = 300 * time.Millisecond
+	t.Cleanup(func() { retry.TeardownPatience = old })
 	h.ft.run(func(t testing.TB) {
 		NewContainer("app").WithName("web").Start(t)
 		h.f.Hook = func(_ context.Context, call string, _ any) error {

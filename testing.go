@@ -17,6 +17,7 @@ import (
 	"github.com/heph-go/heph/internal/errs"
 	"github.com/heph-go/heph/internal/logtext"
 	"github.com/heph-go/heph/internal/redact"
+	"github.com/heph-go/heph/internal/retry"
 	"github.com/heph-go/heph/wait"
 )
 
@@ -408,7 +409,7 @@ func (st *testState) terminate(ctx context.Context, containers []*Container) {
 // answer for a while (a restart), within the teardown's time, and says so;
 // a failure is reported with t.Errorf.
 func (st *testState) remove(ctx context.Context, what string, op func() error) {
-	waited, err := untilAnswered(ctx, op)
+	waited, err := retry.Answered(ctx, op)
 	switch {
 	case err != nil:
 		st.t.Errorf("%v", errs.Op("teardown", "", nil, err))

@@ -7,9 +7,11 @@ package retry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/heph-go/heph/internal/errs"
 )
 
 // Policy shapes the waits between tries: the first is about Initial, each
@@ -136,4 +138,39 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Teardown paces a removal while the daemon does not answer (Answered), for
+// up to TeardownPatience (variables for tests).
+var (
+	Teardown         = Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.3}
+	TeardownPatience = 30 * time.Second
+)
+
+// Answered calls remove until it does not fail for want of the daemon
+// (errs.DockerUnavailable: a daemon restarting, a socket briefly gone), for
+// up to TeardownPatience or until ctx ends, and returns how long it waited
+// for the daemon and remove's last error — which, when the daemon never
+// answered, says how long it was tried.
+func Answered(ctx context.Context, remove func() error) (time.Duration, error) {
+	start := time.Now()
+	var last error
+	tries := 0
+	pctx, cancel := context.WithTimeout(ctx, TeardownPatience)
+	defer cancel()
+	_ = Poll(pctx, Teardown, func(context.Context) error {
+		tries++
+		if last = remove(); errors.Is(last, errs.DockerUnavailable) {
+			return last
+		}
+		return nil
+	})
+	if tries == 1 {
+		return 0, last
+	}
+	waited := time.Since(start).Round(time.Millisecond)
+	if errors.Is(last, errs.DockerUnavailable) {
+		return waited, fmt.Errorf("%w (the daemon did not answer %d tries over %s)", last, tries, waited)
+	}
+	return waited, last
 }
