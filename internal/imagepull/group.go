@@ -17,10 +17,12 @@ type Group struct {
 }
 
 type call struct {
-	done   chan struct{}
-	result string
-	err    error
-	rep    *Reporter
+	done    chan struct{}
+	waiters int                // callers waiting for it (under Group.mu)
+	cancel  context.CancelFunc // stops the work once no caller waits
+	result  string
+	err     error
+	rep     *Reporter
 }
 
 // Job is a pull or build for Group.Do.
@@ -42,7 +44,7 @@ type Job struct {
 // job's reports: every few seconds once it has taken a couple, and at its
 // successful end when it was reported on. A caller whose ctx ends gets
 // ctx's error at once (as engine.Op(j.Op, j.Subject, …)); the job goes on
-// for the others.
+// for the others, and stops once the last of them gave up.
 func (g *Group) Do(ctx context.Context, j Job) (string, error) {
 	g.mu.Lock()
 	c, running := g.calls[j.Key]
@@ -50,10 +52,10 @@ func (g *Group) Do(ctx context.Context, j Job) (string, error) {
 		if g.calls == nil {
 			g.calls = map[string]*call{}
 		}
-		c = &call{done: make(chan struct{}), rep: StartReporter(j.Doing, j.Status)}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.Timeout)
+		c = &call{done: make(chan struct{}), rep: StartReporter(j.Doing, j.Status), cancel: cancel}
 		g.calls[j.Key] = c
 		go func() {
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.Timeout)
 			defer cancel()
 			c.result, c.err = j.Work(wctx, c.rep)
 			finished := j.Finished
@@ -62,11 +64,14 @@ func (g *Group) Do(ctx context.Context, j Job) (string, error) {
 			}
 			c.rep.Stop(finished)
 			g.mu.Lock()
-			delete(g.calls, j.Key)
+			if g.calls[j.Key] == c {
+				delete(g.calls, j.Key)
+			}
 			g.mu.Unlock()
 			close(c.done)
 		}()
 	}
+	c.waiters++
 	unlisten := c.rep.Listen(j.Progress)
 	g.mu.Unlock()
 	defer unlisten()
@@ -74,6 +79,16 @@ func (g *Group) Do(ctx context.Context, j Job) (string, error) {
 	case <-c.done:
 		return c.result, c.err
 	case <-ctx.Done():
+		g.mu.Lock()
+		if c.waiters--; c.waiters == 0 {
+			// Nobody wants the image any more: stop the work, and let a
+			// later caller start afresh rather than join a stopping job.
+			c.cancel()
+			if g.calls[j.Key] == c {
+				delete(g.calls, j.Key)
+			}
+		}
+		g.mu.Unlock()
 		return "", engine.Op(j.Op, j.Subject, ctx.Err(), nil)
 	}
 }
