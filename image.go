@@ -102,7 +102,9 @@ func (o *Orchestrator) provide(ctx context.Context, q imageRequest) (string, err
 // ensureImage pulls ref when it is missing (or of another platform than
 // q.platform), or when q.policy says the local copy is due.
 func (o *Orchestrator) ensureImage(ctx context.Context, q imageRequest, ref string) error {
-	local, err := o.api.ImageInspect(ctx, ref)
+	ictx, cancel := context.WithTimeout(ctx, q.timeout) // a daemon that does not answer cannot hold a start forever
+	local, err := o.api.ImageInspect(ictx, ref)
+	cancel()
 	if err != nil && !errors.Is(err, engine.ErrNotFound) {
 		return wrap("inspect image", imagepull.Subject(q.asked, ref), err, nil)
 	}

@@ -222,6 +222,12 @@ func TestExhaustedPoolsWaitTheirTurn(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorContains(t, err, "then gave up: context deadline exceeded; the daemon said: Error response from daemon: could not find an available")
 	require.ErrorContains(t, err, "It waited its turn with the other heph processes of this user. HEPH_SUBNETS=pools leaves subnets to the daemon, and Docker's default address pools")
+
+	// A context without a deadline waits MaxPoolWait, not forever.
+	defer func(d time.Duration) { netalloc.MaxPoolWait = d }(netalloc.MaxPoolWait)
+	netalloc.MaxPoolWait = 200 * time.Millisecond
+	_, err = o.CreateNetwork(context.Background(), NetworkConfig{})
+	require.ErrorIs(t, err, ErrNetworkPoolExhausted)
 	require.NoError(t, o.Teardown(ctx))
 }
 

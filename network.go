@@ -58,7 +58,8 @@ func (n *Network) Name() string { return n.name }
 // with this session, on a subnet of its own (see EnvSubnets), and tracks it
 // until Network.Remove or Teardown. When it falls back to Docker's address
 // pools and finds them exhausted, it waits its turn with backoff, while
-// other tests free theirs, until ctx ends; then the error matches
+// other tests free theirs, until ctx ends (for at most 5 minutes when ctx has
+// no deadline); then the error matches
 // ErrNetworkPoolExhausted and says what to do. A network the daemon still
 // creates after ctx ended is removed (Teardown waits for that).
 func (o *Orchestrator) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*Network, error) {

@@ -32,6 +32,10 @@ const MaxOverlaps = 32
 // still serve in order (see package turns' BenchmarkFairness).
 const PoolWindow = 4
 
+// MaxPoolWait bounds the wait for the daemon's pools when the caller's
+// context has no deadline of its own (a variable for tests).
+var MaxPoolWait = 5 * time.Minute
+
 // Try makes one attempt at creating spec (with spec.Subnet, or none for the
 // pools) and returns the network's ID. An error matching
 // errs.NetworkPoolExhausted says the pools are exhausted.
@@ -116,8 +120,14 @@ var PoolLine struct {
 // pooled creates the network on the daemon's default pools. While nobody
 // waits for them it tries at once; when they are exhausted (or others wait)
 // it joins the cross-process line and tries, with backoff, among the first
-// PoolWindow waiters, until ctx ends.
+// PoolWindow waiters, until ctx ends (or MaxPoolWait, when ctx has no
+// deadline).
 func pooled(ctx context.Context, q Request, try Try) (string, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, MaxPoolWait)
+		defer cancel()
+	}
 	PoolLine.Once.Do(func() { PoolLine.Line, _ = turns.Open("network-pools") })
 	line := PoolLine.Line
 	start := time.Now()
