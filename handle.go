@@ -209,41 +209,16 @@ func (c *Container) CopyToContainer(ctx context.Context, hostPath, containerPath
 }
 
 // copyFiles writes WithFile files into the container.
-func (c *Container) copyFiles(ctx context.Context, files []fileSpec) error {
-	return c.putArchive(ctx, "copy files into container", func(tw *tar.Writer) error {
-		for _, f := range files {
-			hdr := &tar.Header{
-				Name:     strings.TrimPrefix(path.Clean(f.path), "/"),
-				Mode:     int64(f.mode.Perm()),
-				Size:     int64(len(f.content)),
-				Typeflag: tar.TypeReg,
-				ModTime:  time.Now(),
-			}
-			if err := tw.WriteHeader(hdr); err != nil {
-				return err
-			}
-			if _, err := tw.Write(f.content); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+func (c *Container) copyFiles(ctx context.Context, files []archive.File) error {
+	return c.putArchive(ctx, "copy files into container", func(tw *tar.Writer) error { return archive.WriteFiles(tw, files) })
 }
 
 // putArchive streams a tar written by fill into the container's root: the
 // daemon creates missing parent directories.
 func (c *Container) putArchive(ctx context.Context, op string, fill func(*tar.Writer) error) error {
-	pr, pw := io.Pipe()
-	go func() {
-		tw := tar.NewWriter(pw)
-		err := fill(tw)
-		if err == nil {
-			err = tw.Close()
-		}
-		pw.CloseWithError(err)
-	}()
-	defer pr.Close()
-	return wrap(op, c.name, c.o.api.CopyTo(ctx, c.id, "/", pr), ErrContainerNotFound)
+	r := archive.Stream(fill)
+	defer r.Close()
+	return wrap(op, c.name, c.o.api.CopyTo(ctx, c.id, "/", r), ErrContainerNotFound)
 }
 
 // CopyFromContainer copies the file or directory containerPath out of the

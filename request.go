@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/heph-go/heph/internal/archive"
 	"github.com/heph-go/heph/internal/errs"
 	"github.com/heph-go/heph/internal/port"
 	"github.com/heph-go/heph/internal/rules"
@@ -34,7 +35,7 @@ type ContainerRequest struct {
 	cfg        ContainerConfig
 	build      *buildSource // FromDockerfile
 	goPackage  *goSource    // FromGoPackage
-	files      []fileSpec
+	files      []archive.File
 	opts       startOptions
 	networks   []*Network
 	logsToTest bool
@@ -42,13 +43,6 @@ type ContainerRequest struct {
 	provided   string // the image a shared take pulled or built already
 	perTest    func(context.Context, *Container) (func(context.Context) error, error)
 	errs       []error
-}
-
-// fileSpec is a file WithFile copies into the container before it starts.
-type fileSpec struct {
-	path    string
-	content []byte
-	mode    fs.FileMode
 }
 
 // NewContainer starts a request for a container running image (pulled when
@@ -240,7 +234,7 @@ func (r ContainerRequest) WithFile(containerPath string, content []byte, mode fs
 	if mode&^fs.ModePerm != 0 {
 		return r.fail("WithFile", containerPath, fmt.Errorf("mode %v has more than permission bits", mode))
 	}
-	r.files = append(r.files, fileSpec{path: path.Clean(containerPath), content: slices.Clone(content), mode: mode})
+	r.files = append(r.files, archive.File{Path: path.Clean(containerPath), Content: slices.Clone(content), Mode: mode})
 	return r
 }
 

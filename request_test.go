@@ -54,7 +54,7 @@ func TestRequestWithMethodsCopyTheirArguments(t *testing.T) {
 	args[0], entry[0], content[0] = "changed", "changed", 'J'
 	require.Equal(t, []string{"a", "b"}, r.cfg.Cmd)
 	require.Equal(t, []string{"/app"}, r.cfg.Entrypoint)
-	require.Equal(t, "hello", string(r.files[0].content))
+	require.Equal(t, "hello", string(r.files[0].Content))
 }
 
 func TestARefusedOptionChangesNothing(t *testing.T) {

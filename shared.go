@@ -154,7 +154,7 @@ func (r ContainerRequest) sharedKey(o *Orchestrator, store *shared.Store, imageI
 		s.Mounts = append(s.Mounts, shared.Mount{Type: string(m.Type), Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
 	for _, f := range r.files {
-		s.Files = append(s.Files, shared.File{Path: f.path, Mode: f.mode, Content: f.content})
+		s.Files = append(s.Files, shared.File(f))
 	}
 	return s.Key()
 }

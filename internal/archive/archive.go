@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -141,4 +142,49 @@ func holdsKept(keep map[string]bool, dir string) bool {
 		}
 	}
 	return false
+}
+
+// File is a file to write into a container: its absolute path there, its
+// permission bits and its content.
+type File struct {
+	Path    string
+	Mode    fs.FileMode
+	Content []byte
+}
+
+// WriteFiles writes files as regular-file entries, named without the
+// leading "/" (relative to the root the archive is put at).
+func WriteFiles(tw *tar.Writer, files []File) error {
+	for _, f := range files {
+		hdr := &tar.Header{
+			Name:     strings.TrimPrefix(path.Clean(f.Path), "/"),
+			Mode:     int64(f.Mode.Perm()),
+			Size:     int64(len(f.Content)),
+			Typeflag: tar.TypeReg,
+			ModTime:  time.Now(),
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.Content); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stream returns the tar archive that fill writes, as it is written (fill
+// runs in its own goroutine; a failure of fill is the reader's error). The
+// caller closes it.
+func Stream(fill func(*tar.Writer) error) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := fill(tw)
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr
 }
