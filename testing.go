@@ -18,6 +18,7 @@ import (
 	"github.com/heph-go/heph/internal/logtext"
 	"github.com/heph-go/heph/internal/redact"
 	"github.com/heph-go/heph/internal/retry"
+	"github.com/heph-go/heph/internal/sessions"
 	"github.com/heph-go/heph/wait"
 )
 
@@ -421,43 +422,21 @@ func (st *testState) remove(ctx context.Context, what string, op func() error) {
 // keep leaves the test's containers and network in place and says how to
 // reach and remove them.
 func (st *testState) keep(ctx context.Context, mode string, containers []*Container, net *Network) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "heph: %s=%s: keeping what %s made:", EnvKeep, mode, st.t.Name())
-	names := make([]string, 0, len(containers))
+	kept := make([]sessions.Kept, 0, len(containers))
+	ids := make([]string, 0, len(containers)+1)
 	var o *Orchestrator
 	for _, c := range containers {
-		o = c.o
-		names = append(names, c.name)
-		fmt.Fprintf(&b, "\n  container %s (service %s): docker logs %s; docker exec %s <command>", c.name, c.service, c.name, c.name)
 		c.mu.Lock()
-		ports := maps.Clone(c.ports)
+		kept = append(kept, sessions.Kept{Name: c.name, Service: c.service, Host: c.host, Ports: maps.Clone(c.ports)})
 		c.mu.Unlock()
-		for _, p := range slices.Sorted(maps.Keys(ports)) {
-			fmt.Fprintf(&b, "; %s at %s:%d", p, c.Host(), ports[p])
-		}
+		ids, o = append(ids, c.id), c.o
 	}
-	remove := ""
-	if len(names) > 0 {
-		remove = "docker rm -f " + strings.Join(names, " ")
-	}
+	netName := ""
 	if net != nil {
-		o = net.o
-		fmt.Fprintf(&b, "\n  network %s", net.name)
-		if remove != "" {
-			remove += " && "
-		}
-		remove += "docker network rm " + net.name
+		ids, o, netName = append(ids, net.id), net.o, net.name
 	}
-	fmt.Fprintf(&b, "\n  remove them with: %s", remove)
-	st.t.Log(b.String())
+	st.t.Log(sessions.KeepNote(EnvKeep, mode, st.t.Name(), kept, netName))
 	if o != nil {
-		ids := make([]string, 0, len(containers)+1)
-		for _, c := range containers {
-			ids = append(ids, c.id)
-		}
-		if net != nil {
-			ids = append(ids, net.id)
-		}
 		if err := o.keep(ids...); err != nil {
 			st.t.Errorf("%v", errs.Op(EnvKeep, "", nil, err))
 		}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -623,4 +624,37 @@ func (r Removal) pass(ctx context.Context, id string, st *passState) (removed, l
 		done(byName[v], err)
 	}
 	return removed, left, kept, errors.Join(errs...)
+}
+
+// Kept is a container a test leaves in place (HEPH_KEEP), as the note about
+// it shows it.
+type Kept struct {
+	Name, Service, Host string
+	Ports               map[string]int // container port → host port
+}
+
+// KeepNote says what a test (named test) leaves in place under
+// <env>=<mode> — each container with how to read its logs, exec in it and
+// reach its ports, and the network — and the one command that removes them.
+func KeepNote(env, mode, test string, containers []Kept, network string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "heph: %s=%s: keeping what %s made:", env, mode, test)
+	var remove []string
+	if len(containers) > 0 {
+		names := make([]string, 0, len(containers))
+		for _, c := range containers {
+			names = append(names, c.Name)
+			fmt.Fprintf(&b, "\n  container %s (service %s): docker logs %s; docker exec %s <command>", c.Name, c.Service, c.Name, c.Name)
+			for _, p := range slices.Sorted(maps.Keys(c.Ports)) {
+				fmt.Fprintf(&b, "; %s at %s:%d", p, c.Host, c.Ports[p])
+			}
+		}
+		remove = append(remove, "docker rm -f "+strings.Join(names, " "))
+	}
+	if network != "" {
+		fmt.Fprintf(&b, "\n  network %s", network)
+		remove = append(remove, "docker network rm "+network)
+	}
+	fmt.Fprintf(&b, "\n  remove them with: %s", strings.Join(remove, " && "))
+	return b.String()
 }
