@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,11 +104,7 @@ func (c *Container) mappedPort(p string) (int, error) {
 	if hp, ok := c.ports[pp.String()]; ok {
 		return hp, nil
 	}
-	exposed := make([]string, 0, len(c.ports))
-	for p := range c.ports {
-		exposed = append(exposed, p)
-	}
-	sort.Strings(exposed)
+	exposed := slices.Sorted(maps.Keys(c.ports))
 	if len(exposed) == 0 {
 		return 0, fmt.Errorf("heph: container %s does not publish %s: it publishes no port (use WithExposedPorts)", c.name, pp)
 	}

@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"os"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -253,13 +252,7 @@ func newName(part string) string {
 }
 
 // reaperOn reads HEPH_REAPER.
-func reaperOn() (bool, error) {
-	on, err := envflag.Bool(EnvReaper, os.Getenv(EnvReaper), true)
-	if err != nil {
-		return true, invalid(EnvReaper, os.Getenv(EnvReaper), "want "+envflag.Words)
-	}
-	return on, nil
-}
+func reaperOn() (bool, error) { return envflag.Get(EnvReaper, true) }
 
 // watchdogEndpoint is the endpoint the watchdog dials: o's, with the API
 // version o negotiated.
@@ -317,10 +310,7 @@ func (o *Orchestrator) ports(ctx context.Context) daemon.Access {
 func (o *Orchestrator) Teardown(ctx context.Context) error {
 	reclaimErr := o.reclaims.Wait(ctx)
 	o.mu.Lock()
-	ids := make([]string, 0, len(o.containers))
-	for id := range o.containers {
-		ids = append(ids, id)
-	}
+	ids := slices.Collect(maps.Keys(o.containers))
 	o.mu.Unlock()
 
 	errs := eachConcurrently(ids, func(_ int, id string) error {
@@ -333,10 +323,7 @@ func (o *Orchestrator) Teardown(ctx context.Context) error {
 	errs = append(errs, reclaimErr)
 
 	o.mu.Lock()
-	nets := make([]string, 0, len(o.networks))
-	for id := range o.networks {
-		nets = append(nets, id)
-	}
+	nets := slices.Collect(maps.Keys(o.networks))
 	o.mu.Unlock()
 	for _, id := range nets {
 		_, err := retry.Answered(ctx, func() error { return o.removeNetwork(ctx, id) })
@@ -362,12 +349,8 @@ func (o *Orchestrator) removeSessionVolumes(ctx context.Context) error {
 		own = append(own, v.Name)
 	}
 	o.mu.Lock()
-	mounted := make([]string, 0, len(o.volumes))
-	for v := range o.volumes {
-		mounted = append(mounted, v)
-	}
+	mounted := slices.Sorted(maps.Keys(o.volumes))
 	o.mu.Unlock()
-	sort.Strings(mounted)
 	removed, err := sessions.RemoveVolumes(ctx, o.api, own, mounted)
 	o.mu.Lock()
 	for _, v := range removed {

@@ -414,8 +414,9 @@ func (r ContainerRequest) service() string {
 	return rules.ServiceFromImage(r.cfg.Image)
 }
 
-// describe names the request in messages: image and service.
-func (r ContainerRequest) describe() string {
+// String describes the request for messages: its image (or what it is built
+// from) and service name, "postgres:16 (service "db")".
+func (r ContainerRequest) String() string {
 	what := r.cfg.Image
 	switch {
 	case r.build != nil:
@@ -425,7 +426,3 @@ func (r ContainerRequest) describe() string {
 	}
 	return fmt.Sprintf("%s (service %q)", what, r.service())
 }
-
-// String describes the request for messages: its image (or what it is built
-// from) and service name, "postgres:16 (service "db")".
-func (r ContainerRequest) String() string { return r.describe() }

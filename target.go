@@ -3,8 +3,8 @@ package heph
 import (
 	"context"
 	"io"
-	"sort"
-	"strings"
+	"maps"
+	"slices"
 
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/wait"
@@ -56,12 +56,7 @@ func waitState(info ContainerInfo) wait.State {
 			s.Ports[p] = int(bs[0].Port())
 		}
 	}
-	names := make([]string, 0, len(info.Networks))
-	for n := range info.Networks {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(info.Networks)) {
 		if ip := info.Networks[n].IP; ip != "" {
 			s.IPs = append(s.IPs, ip)
 		}
@@ -81,21 +76,5 @@ func (t target) WaitExit(ctx context.Context) (wait.State, error) {
 // the event stream breaks the channel closes and the strategy polls the
 // state instead.
 func (t target) HealthEvents(ctx context.Context) (<-chan string, error) {
-	msgs, _ := t.c.o.api.Events(ctx, engine.Filter{}.
-		Add("type", "container").Add("container", t.c.id).Add("event", "health_status"))
-	out := make(chan string)
-	go func() {
-		defer close(out)
-		for m := range msgs {
-			// "health_status: healthy" (newer daemons may add the status to
-			// the filter name too).
-			status := strings.TrimSpace(strings.TrimPrefix(m.Action, "health_status:"))
-			select {
-			case out <- status:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out, nil
+	return engine.HealthStatuses(ctx, t.c.o.api, t.c.id), nil
 }

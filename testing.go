@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,7 +56,7 @@ func (r ContainerRequest) Start(t testing.TB) *Container {
 	st := stateOf(t)
 	c, err := st.start(r)
 	if err != nil {
-		t.Fatalf("%v", r.secrets().Error(errs.Op("start "+r.describe(), "", nil, err)))
+		t.Fatalf("%v", r.secrets().Error(errs.Op("start "+r.String(), "", nil, err)))
 	}
 	return c
 }
@@ -75,7 +73,7 @@ func StartAll(t testing.TB, reqs ...ContainerRequest) []*Container {
 	failures := eachConcurrently(reqs, func(i int, r ContainerRequest) error {
 		var err error
 		if cs[i], err = st.start(r); err != nil {
-			return r.secrets().Error(errs.Op("start "+r.describe(), "", nil, err))
+			return r.secrets().Error(errs.Op("start "+r.String(), "", nil, err))
 		}
 		return nil
 	})
@@ -105,7 +103,7 @@ func (r ContainerRequest) Run(ctx context.Context, o *Orchestrator) (*Container,
 		err = errors.Join(err, c.Terminate(rctx))
 	}
 	if err != nil {
-		return nil, r.secrets().Error(errs.Op("run "+r.describe(), "", nil, err))
+		return nil, r.secrets().Error(errs.Op("run "+r.String(), "", nil, err))
 	}
 	return c, nil
 }
@@ -444,26 +442,10 @@ func (st *testState) keep(ctx context.Context, mode string, containers []*Contai
 }
 
 // keepMode reads HEPH_KEEP: "", "failed" or "always".
-func keepMode() (string, error) {
-	v := os.Getenv(EnvKeep)
-	switch mode := strings.ToLower(strings.TrimSpace(v)); {
-	case mode == "failed" || mode == "always":
-		return mode, nil
-	case mode == "never" || envflag.IsOff(mode) || mode == "":
-		return "", nil
-	}
-	return "", invalid(EnvKeep, v, "want failed, always or never")
-}
+func keepMode() (string, error) { return envflag.Keep(EnvKeep) }
 
 // envLogs reads HEPH_LOGS.
-func envLogs() (bool, error) {
-	v := os.Getenv(EnvLogs)
-	on, err := envflag.Bool(EnvLogs, v, false)
-	if err != nil {
-		return false, invalid(EnvLogs, v, "want "+envflag.Words)
-	}
-	return on, nil
-}
+func envLogs() (bool, error) { return envflag.Get(EnvLogs, false) }
 
 func envLogsOn() bool {
 	on, _ := envLogs()

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/heph-go/heph/internal/errs"
@@ -340,4 +341,26 @@ func Op(op, subject string, err, notFound error) error {
 		sentinel = errs.DockerUnavailable
 	}
 	return errs.Op(op, subject, sentinel, err)
+}
+
+// HealthStatuses follows the daemon's health_status events for container id
+// and sends each new status ("healthy", "unhealthy", "starting"). The
+// channel closes when the event stream breaks or ctx ends.
+func HealthStatuses(ctx context.Context, api API, id string) <-chan string {
+	msgs, _ := api.Events(ctx, Filter{}.Add("type", "container").Add("container", id).Add("event", "health_status"))
+	out := make(chan string)
+	go func() {
+		defer close(out)
+		for m := range msgs {
+			// "health_status: healthy" (newer daemons may add the status to
+			// the filter name too).
+			status := strings.TrimSpace(strings.TrimPrefix(m.Action, "health_status:"))
+			select {
+			case out <- status:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }

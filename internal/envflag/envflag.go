@@ -4,7 +4,10 @@ package envflag
 
 import (
 	"fmt"
+	"os"
 	"strings"
+
+	"github.com/heph-go/heph/internal/errs"
 )
 
 // Words lists what Bool accepts, for messages.
@@ -30,4 +33,29 @@ func Bool(name, value string, def bool) (bool, error) {
 func IsOff(value string) bool {
 	v, err := Bool("", value, true)
 	return err == nil && !v
+}
+
+// Get reads the on/off variable name from the environment (def when unset);
+// a value Bool refuses is an errs.InvalidError naming the variable.
+func Get(name string, def bool) (bool, error) {
+	v := os.Getenv(name)
+	on, err := Bool(name, v, def)
+	if err != nil {
+		return def, errs.Invalid(name, v, "want "+Words)
+	}
+	return on, nil
+}
+
+// Keep reads HEPH_KEEP-like variable name: "failed" or "always", else ""
+// for never (unset, "never" or one of Bool's false words); anything else is
+// an errs.InvalidError.
+func Keep(name string) (string, error) {
+	v := os.Getenv(name)
+	switch mode := strings.ToLower(strings.TrimSpace(v)); {
+	case mode == "failed" || mode == "always":
+		return mode, nil
+	case mode == "never" || IsOff(mode) || mode == "":
+		return "", nil
+	}
+	return "", errs.Invalid(name, v, "want failed, always or never")
 }

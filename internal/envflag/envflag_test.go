@@ -34,3 +34,29 @@ func TestBool(t *testing.T) {
 		t.Fatal("IsOff")
 	}
 }
+
+func TestGetAndKeep(t *testing.T) {
+	t.Setenv("HEPH_X", "")
+	on, err := Get("HEPH_X", true)
+	if err != nil || !on {
+		t.Fatalf("unset: got %v, %v; want the default, true", on, err)
+	}
+	t.Setenv("HEPH_X", " OFF ")
+	if on, err = Get("HEPH_X", true); err != nil || on {
+		t.Fatalf("OFF: got %v, %v", on, err)
+	}
+	t.Setenv("HEPH_X", "maybe")
+	if _, err = Get("HEPH_X", false); err == nil || err.Error() != `heph: invalid configuration: HEPH_X "maybe": want `+Words {
+		t.Fatalf("maybe: got %v", err)
+	}
+	for v, want := range map[string]string{"": "", "never": "", "no": "", "Failed": "failed", " always": "always"} {
+		t.Setenv("HEPH_KEEPX", v)
+		if got, err := Keep("HEPH_KEEPX"); err != nil || got != want {
+			t.Fatalf("Keep(%q) = %q, %v; want %q", v, got, err, want)
+		}
+	}
+	t.Setenv("HEPH_KEEPX", "sometimes")
+	if _, err := Keep("HEPH_KEEPX"); err == nil || err.Error() != `heph: invalid configuration: HEPH_KEEPX "sometimes": want failed, always or never` {
+		t.Fatalf("sometimes: got %v", err)
+	}
+}
