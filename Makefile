@@ -49,7 +49,7 @@ bench-scale:
 ## 1.26's fuzz coordinator can report "context deadline exceeded" as a
 ## failure when the time ends while a worker is busy (golang/go#75804, fixed
 ## in Go 1.27; it failed CI once on internal/registryauth). 20000 executions
-## take 0.5-25 s per target here (about 3 minutes for all).
+## take 0.5-100 s per target here (3-5 minutes for all, by the load).
 ## New inputs are barely minimized (FUZZMINIMIZE): go test's default, up to
 ## 60 s per new input, would leave a short run almost no time to fuzz.
 ## A long run: make fuzz FUZZTIME=5m.
