@@ -121,7 +121,7 @@ func (e env) runChecks(ctx context.Context) []check {
 		}
 		return checks
 	}
-	later := []string{"server", "rootless", "watchdog", "network", "image", "container", "port", "cleanup", "leftovers"}
+	later := []string{"server", "engine", "rootless", "watchdog", "network", "image", "container", "port", "cleanup", "leftovers"}
 
 	api, ep, err := e.connect()
 	if err != nil {
@@ -141,6 +141,11 @@ func (e env) runChecks(ctx context.Context) []check {
 		return skipRest("needs the daemon's version", later[1:]...)
 	}
 	add("server", statusOK, serverDetail(v, api.APIVersion()), "")
+	if detail, warn := engineDetail(v, ep, api.APIVersion()); warn != "" {
+		add("engine", statusWarn, detail, warn)
+	} else {
+		add("engine", statusOK, detail, "")
+	}
 	if info.Rootless {
 		add("rootless", statusOK, "yes (the daemon runs without root)", "")
 	} else {
@@ -159,7 +164,7 @@ func (e env) runChecks(ctx context.Context) []check {
 	o, err := e.orchestrator()
 	if err != nil {
 		add("network", statusFail, err.Error(), "the daemon answered doctor but not heph's Orchestrator: check DOCKER_HOST and the docker context")
-		return skipRest("needs an Orchestrator", later[4:]...)
+		return skipRest("needs an Orchestrator", later[5:]...)
 	}
 	defer o.Close()
 	cleanupDone := false
@@ -244,6 +249,19 @@ func serverDetail(v engine.Version, apiVersion string) string {
 		s += fmt.Sprintf(" (the daemon speaks %s to %s)", v.MinAPIVersion, v.APIVersion)
 	}
 	return s
+}
+
+// engineDetail says which engine answers (Docker, Podman), the API
+// version in use and how heph reaches it; warn is a fix when the
+// connection is unsafe (TLS without verification, plain TCP to another
+// machine).
+func engineDetail(v engine.Version, ep engine.Endpoint, apiVersion string) (detail, warn string) {
+	how, warn := ep.Connection()
+	api := "negotiated"
+	if ep.APIVersion != "" {
+		api = "fixed by DOCKER_API_VERSION"
+	}
+	return fmt.Sprintf("%s %s, API %s (%s), connected by %s", engine.Kind(v), orUnknown(v.Version), orUnknown(apiVersion), api, how), warn
 }
 
 // daemonFailure shortens NewOrchestrator's error to what was tried: its

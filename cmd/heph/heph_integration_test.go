@@ -126,12 +126,33 @@ func TestDoctorAgainstTheDaemon(t *testing.T) {
 					t.Cleanup(func() { testenv.RemoveImage(t, testenv.Docker(t), tag) })
 				case "port":
 					require.Contains(t, c.Detail, "127.0.0.1:")
+				case "engine":
+					for _, want := range engineWants(os.Getenv("HEPH_RIG")) {
+						require.Contains(t, c.Detail, want)
+					}
 				}
 			}
-			require.Equal(t, []string{"daemon", "server", "rootless", "watchdog", "network", "image", "container", "port", "cleanup", "leftovers"}, names)
+			require.Equal(t, []string{"daemon", "server", "engine", "rootless", "watchdog", "network", "image", "container", "port", "cleanup", "leftovers"}, names)
 		})
 	}
 	t.Logf("TestDoctorAgainstTheDaemon took %s", time.Since(began).Round(time.Millisecond))
+}
+
+// engineWants is what doctor's engine line says on each endpoint of
+// internal/rig (HEPH_RIG, set by the rig; "" outside it).
+func engineWants(rig string) []string {
+	switch rig {
+	case "podman":
+		return []string{"Podman ", "(negotiated)", "connected by unix socket "}
+	case "ssh":
+		return []string{"Docker ", "connected by ssh to ", "docker system dial-stdio"}
+	case "tls":
+		return []string{"Docker ", "connected by tcp+TLS to 127.0.0.1:", "server verified against ", "client certificate "}
+	case "api-floor":
+		return []string{"Docker ", "API 1.40 (fixed by DOCKER_API_VERSION)"}
+	default:
+		return []string{"API ", "connected by "}
+	}
 }
 
 // TestDoctorWithoutADaemon points DOCKER_HOST at nothing: doctor names the

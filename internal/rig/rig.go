@@ -82,7 +82,8 @@ func (e *Endpoint) onClose(f func() error) { e.closers = append(e.closers, f) }
 // Start starts an endpoint of the given kind, with its files in dir (which
 // the caller removes), and returns once the daemon answers through it.
 func Start(ctx context.Context, kind, dir string) (*Endpoint, error) {
-	e := &Endpoint{Kind: kind, Env: map[string]string{}}
+	// HEPH_RIG tells the tests which endpoint they run against.
+	e := &Endpoint{Kind: kind, Env: map[string]string{"HEPH_RIG": kind}}
 	// The endpoints put in front of the local daemon reach it as heph would
 	// without the rig.
 	var err error
