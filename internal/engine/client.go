@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +33,44 @@ import (
 type Client struct {
 	cli   *client.Client
 	fixed bool // the API version is fixed: do not negotiate
+
+	kindOnce sync.Once
+	kind     string // Kind of the daemon, asked once when needed; "" when it did not say
+}
+
+// engineKind returns the daemon's Kind, asking GET /version the first time;
+// "" when the daemon does not answer it.
+func (c *Client) engineKind(ctx context.Context) string {
+	c.kindOnce.Do(func() {
+		if v, err := c.Version(ctx); err == nil {
+			c.kind = Kind(v)
+		}
+	})
+	return c.kind
+}
+
+// podmanVolumes creates the named volumes of the mounts that carry labels
+// before the container: Podman creates a missing volume of a mount without
+// the mount's VolumeOptions labels (Docker applies them), and heph finds a
+// session's volumes by label. A volume that exists is left as it is, as
+// Docker does.
+func (c *Client) podmanVolumes(ctx context.Context, ms []MountSpec) error {
+	for _, m := range ms {
+		if m.Type != "volume" || m.Source == "" || m.VolumeLabels == nil {
+			continue
+		}
+		if c.engineKind(ctx) != KindPodman {
+			return nil
+		}
+		if _, err := c.cli.VolumeInspect(ctx, m.Source, client.VolumeInspectOptions{}); err == nil {
+			continue
+		}
+		_, err := c.cli.VolumeCreate(ctx, client.VolumeCreateOptions{Name: m.Source, Labels: m.VolumeLabels})
+		if err != nil && !cerrdefs.IsConflict(err) {
+			return fmt.Errorf("create volume %q (Podman does not label the volumes it creates for a mount): %w", m.Source, classify(err))
+		}
+	}
+	return nil
 }
 
 var _ API = (*Client)(nil)
@@ -113,6 +152,27 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	return in, nil
 }
 
+// portableNames makes "name" filters anchored at Docker's leading slash
+// ("^/heph-") match on Podman too, whose names have no slash: "^/?heph-".
+func portableNames(f Filter) Filter {
+	names, ok := f["name"]
+	if !ok {
+		return f
+	}
+	out := make(Filter, len(f))
+	for k, v := range f {
+		out[k] = v
+	}
+	out["name"] = make([]string, len(names))
+	for i, n := range names {
+		if strings.HasPrefix(n, "^/") && !strings.HasPrefix(n, "^/?") {
+			n = "^/?" + n[2:]
+		}
+		out["name"][i] = n
+	}
+	return out
+}
+
 func filters(f Filter) client.Filters {
 	out := make(client.Filters)
 	for k, vs := range f {
@@ -160,6 +220,9 @@ func (c *Client) ContainerCreate(ctx context.Context, s ContainerSpec) (string, 
 			b.HostPort = strconv.Itoa(p.HostPort)
 		}
 		bindings[dp] = append(bindings[dp], b)
+	}
+	if err := c.podmanVolumes(ctx, s.Mounts); err != nil {
+		return "", err
 	}
 	mounts := make([]mount.Mount, 0, len(s.Mounts))
 	for _, m := range s.Mounts {
@@ -217,7 +280,7 @@ func (c *Client) ContainerRemove(ctx context.Context, id string) error {
 
 // ContainerList implements API.
 func (c *Client) ContainerList(ctx context.Context, f Filter) ([]Container, error) {
-	res, err := c.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filters(f)})
+	res, err := c.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filters(portableNames(f))})
 	if err != nil {
 		return nil, classify(err)
 	}
