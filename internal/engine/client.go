@@ -408,6 +408,19 @@ func (c *Client) CopyFrom(ctx context.Context, id, path string) (io.ReadCloser, 
 
 // Events implements API.
 func (c *Client) Events(ctx context.Context, f Filter) (<-chan Event, <-chan error) {
+	synth := make(chan string)
+	synthesized := false
+	if id, ok := healthSubscription(f); ok && c.engineKind(ctx) == KindPodman {
+		synthesized = true
+		go c.podmanHealth(ctx, id, func(status string) bool {
+			select {
+			case synth <- status:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		})
+	}
 	ev := c.cli.Events(ctx, client.EventsListOptions{Filters: filters(f)})
 	msgs := make(chan Event)
 	errs := make(chan error, 1)
@@ -416,12 +429,27 @@ func (c *Client) Events(ctx context.Context, f Filter) (<-chan Event, <-chan err
 		defer close(msgs)
 		for {
 			select {
+			case h := <-synth:
+				select {
+				case msgs <- Event{Type: "container", Action: "health_status: " + h, ID: f["container"][0], Time: time.Now()}:
+				case <-ctx.Done():
+					errs <- ctx.Err()
+					return
+				}
 			case m, ok := <-ev.Messages:
 				if !ok {
 					errs <- io.ErrUnexpectedEOF
 					return
 				}
 				e := Event{Type: string(m.Type), Action: string(m.Action), ID: m.Actor.ID, Attributes: m.Actor.Attributes}
+				if h := m.Actor.Attributes["health_status"]; e.Action == "health_status" && h != "" {
+					// Podman says the status in an attribute; Docker in the
+					// action: "health_status: healthy".
+					e.Action = "health_status: " + h
+				}
+				if synthesized && e.Action == "health_status" {
+					continue // a Podman event without the status: podmanHealth reports it
+				}
 				if m.TimeNano != 0 {
 					e.Time = time.Unix(0, m.TimeNano)
 				}
