@@ -613,6 +613,11 @@ func (c *Client) ImageRemove(ctx context.Context, ref string) error {
 // NetworkCreate implements API.
 func (c *Client) NetworkCreate(ctx context.Context, s NetworkSpec) (string, error) {
 	opts := client.NetworkCreateOptions{Driver: "bridge", Internal: s.Internal, Labels: s.Labels}
+	if c.engineKind(ctx) == KindPodman {
+		// Podman's bridges reach one another unless isolated (netavark's
+		// isolate option); Docker isolates its bridge networks always.
+		opts.Options = map[string]string{"isolate": "true"}
+	}
 	if s.Subnet.IsValid() {
 		cfg := network.IPAMConfig{Subnet: s.Subnet}
 		if s.Gateway.IsValid() {
