@@ -58,12 +58,20 @@ func ConnectEndpoints(ctx context.Context, eps []engine.Endpoint, timeout time.D
 	return nil, engine.Endpoint{}, failure
 }
 
+// sshPingTimeout bounds the ping of an ssh:// endpoint: ssh's handshake
+// and the remote `docker system dial-stdio` take seconds on a loaded
+// machine, well beyond a socket's 3 s.
+const sshPingTimeout = 30 * time.Second
+
 // ping returns a client for ep that has answered a ping. On failure the
 // client is closed.
 func ping(ctx context.Context, ep engine.Endpoint, timeout time.Duration, dial Dial) (engine.API, error) {
 	cli, err := dial(ep)
 	if err != nil {
 		return nil, err
+	}
+	if ep.IsSSH() && timeout < sshPingTimeout {
+		timeout = sshPingTimeout
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
