@@ -152,6 +152,19 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	return in, nil
 }
 
+// hasLabels reports whether labels satisfy every "label" filter ("key" or
+// "key=value"), as Docker applies them: all of them.
+func hasLabels(labels map[string]string, want []string) bool {
+	for _, w := range want {
+		k, v, withValue := strings.Cut(w, "=")
+		got, ok := labels[k]
+		if !ok || (withValue && got != v) {
+			return false
+		}
+	}
+	return true
+}
+
 // portableNames makes "name" filters anchored at Docker's leading slash
 // ("^/heph-") match on Podman too, whose names have no slash: "^/?heph-".
 func portableNames(f Filter) Filter {
@@ -677,6 +690,9 @@ func (c *Client) VolumeList(ctx context.Context, f Filter) ([]Volume, error) {
 	}
 	out := make([]Volume, 0, len(res.Items))
 	for _, v := range res.Items {
+		if !hasLabels(v.Labels, f["label"]) {
+			continue // Podman (4.x) ORs a volume list's label filters
+		}
 		out = append(out, Volume{Name: v.Name, Labels: v.Labels, Created: parseTime(v.CreatedAt)})
 	}
 	return out, nil

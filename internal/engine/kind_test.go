@@ -35,3 +35,12 @@ func TestConnection(t *testing.T) {
 		}
 	}
 }
+
+func TestHasLabelsIsAnAnd(t *testing.T) {
+	l := map[string]string{"heph.managed": "true", "heph.session": "a"}
+	require.True(t, engine.HasLabels(l, []string{"heph.managed=true", "heph.session=a"}))
+	require.True(t, engine.HasLabels(l, []string{"heph.session"}))
+	require.True(t, engine.HasLabels(l, nil))
+	require.False(t, engine.HasLabels(l, []string{"heph.managed=true", "heph.session=b"}), "Podman ORs them: heph must not")
+	require.False(t, engine.HasLabels(l, []string{"heph.shared"}))
+}
