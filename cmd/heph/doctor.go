@@ -288,6 +288,8 @@ func daemonFix(err error, getenv func(string) string) string {
 		return "correct the setting the message names"
 	case errors.Is(err, syscall.EACCES) || strings.Contains(msg, "permission denied"):
 		return "let your user use the socket: sudo usermod -aG docker $USER, then log in again (or use rootless Docker)"
+	case strings.HasPrefix(strings.ToLower(host), "ssh://"):
+		return fmt.Sprintf("heph reaches %s as the docker CLI does: ssh [-l user] [-p port] host docker system dial-stdio;\nrun that by hand: fix ssh's config, keys or known_hosts, and install the docker CLI on the remote machine", host)
 	case host != "":
 		return fmt.Sprintf("DOCKER_HOST=%s points at no running daemon: start the daemon there, correct DOCKER_HOST,\nor unset it to use the docker context or the default socket", host)
 	case getenv("DOCKER_CONTEXT") != "" || strings.Contains(msg, "context "):
