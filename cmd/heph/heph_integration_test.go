@@ -97,7 +97,7 @@ func TestDoctorAgainstTheDaemon(t *testing.T) {
 		env       []string
 	}{
 		{"GoBuild", "from go build (", nil},
-		{"StaticSelf", "from this heph binary (static", []string{"PATH=" + t.TempDir()}}, // no go on PATH
+		{"StaticSelf", "from this heph binary (static", []string{"PATH=" + pathWithoutGo(t)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
@@ -136,6 +136,16 @@ func TestDoctorAgainstTheDaemon(t *testing.T) {
 		})
 	}
 	t.Logf("TestDoctorAgainstTheDaemon took %s", time.Since(began).Round(time.Millisecond))
+}
+
+// pathWithoutGo returns a PATH with no go on it, and ssh when there is one
+// (an ssh:// daemon is reached through it).
+func pathWithoutGo(t *testing.T) string {
+	dir := t.TempDir()
+	if ssh, err := exec.LookPath("ssh"); err == nil {
+		require.NoError(t, os.Symlink(ssh, filepath.Join(dir, "ssh")))
+	}
+	return dir
 }
 
 // engineWants is what doctor's engine line says on each endpoint of
