@@ -639,6 +639,17 @@ func (c *Client) NetworkCreate(ctx context.Context, s NetworkSpec) (string, erro
 		opts.IPAM = &network.IPAM{Driver: "default", Config: []network.IPAMConfig{cfg}}
 	}
 	res, err := c.cli.NetworkCreate(ctx, s.Name, opts)
+	// Podman (4.3, netavark) fails a create now and then while another
+	// bridge comes or goes: "route ip+net: no such network interface". The
+	// network was not made: try again, a few times.
+	for try := 0; err != nil && try < 3 && strings.Contains(err.Error(), "route ip+net: no such network interface"); try++ {
+		select {
+		case <-ctx.Done():
+			return "", classify(err)
+		case <-time.After(time.Duration(100*(try+1)) * time.Millisecond):
+		}
+		res, err = c.cli.NetworkCreate(ctx, s.Name, opts)
+	}
 	if err != nil {
 		return "", classify(err)
 	}
