@@ -283,6 +283,10 @@ func Leftovers(ctx context.Context, pid int) error {
 		return err
 	}
 	for _, x := range vs.Items {
+		// Podman ORs a volume list's label filters: keep only ours.
+		if x.Labels[heph.LabelPID] != strconv.Itoa(pid) || x.Labels[heph.LabelHost] != host {
+			continue
+		}
 		left = append(left, "volume "+x.Name)
 	}
 	if len(left) > 0 {
