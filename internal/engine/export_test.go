@@ -19,3 +19,6 @@ var DemuxCopy = demuxCopy
 
 // HasLabels is hasLabels, for the tests of package engine_test.
 var HasLabels = hasLabels
+
+// HealthSubscription is healthSubscription, for the tests of package engine_test.
+var HealthSubscription = healthSubscription

@@ -44,3 +44,13 @@ func TestHasLabelsIsAnAnd(t *testing.T) {
 	require.False(t, engine.HasLabels(l, []string{"heph.managed=true", "heph.session=b"}), "Podman ORs them: heph must not")
 	require.False(t, engine.HasLabels(l, []string{"heph.shared"}))
 }
+
+func TestHealthSubscription(t *testing.T) {
+	id, ok := engine.HealthSubscription(engine.Filter{}.Add("type", "container").Add("container", "c1").Add("event", "health_status"))
+	require.True(t, ok)
+	require.Equal(t, "c1", id)
+	_, ok = engine.HealthSubscription(engine.Filter{}.Add("container", "c1").Add("event", "die"))
+	require.False(t, ok, "not a health subscription")
+	_, ok = engine.HealthSubscription(engine.Filter{}.Add("container", "c1", "c2").Add("event", "health_status"))
+	require.False(t, ok, "one container only")
+}
