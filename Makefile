@@ -8,13 +8,42 @@ TEST_TIMEOUT ?= 30m
 # Child programs of the tests, which ./... leaves out (vetted, not run).
 TESTDATA_PKGS = ./testdata/scale ./testdata/reaperchild ./testdata/childtests
 
-.PHONY: all test stress unit integration examples bench bench-scale bench-shared fuzz lint fmt vet staticcheck tidy-check ci
+.PHONY: all test test-engines test-podman test-ssh test-tls test-api-floor stress unit integration examples bench bench-scale bench-shared fuzz lint fmt vet staticcheck tidy-check ci
 
 all: lint test
 
 ## test: unit and integration tests against the real Docker daemon, with -race.
 test:
 	$(GO) test -race -tags integration -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## test-engines: the representative integration part (ENGINE_RUN in the
+## packages ENGINE_PKGS: builder, per-test network reached by service name,
+## every wait strategy, exec, copy, logs, teardown, the watchdog after
+## SIGKILL, heph doctor) against each engine endpoint internal/rig starts:
+## Podman's Docker API (test-podman), the local daemon over ssh:// through a
+## local sshd (test-ssh), over tcp+TLS with client certificates (test-tls),
+## and with DOCKER_API_VERSION=1.40 (test-api-floor). Needs podman,
+## openssh-server and the docker CLI; .ci/run installs them. Left out:
+## TestIntegrationNotReadyBeforeListening, a latency benchmark whose
+## budgets (median readiness <= 60 ms) are for a local socket.
+ENGINE_PKGS ?= . ./wait ./cmd/heph ./internal/rig
+ENGINE_RUN  ?= ^(TestLifecycleAgainstTheDaemon|TestContainersReachEachOtherByServiceName|TestTestsEachOnTheirOwnNetwork|TestCopyADirectoryInAndOut|TestExecAndLogs|TestStartFailureReportsExitAndLogs|TestGracefulStopTimeoutForAContainerIgnoringSIGTERM|TestTeardownLeavesNothing|TestFromGoPackage|TestWatchdogReaper|TestIntegration(ExitFailsFast|For.*|Compose|SharedStrategy)|TestDoctorAgainstTheDaemon|TestEngine.*)$$
+ENGINE_TEST  = $(GO) test -race -tags integration -count=1 -timeout 20m -run '$(ENGINE_RUN)' $(ENGINE_PKGS)
+RIG          = $(GO) run ./internal/rig/cmd
+
+test-engines: test-podman test-ssh test-tls test-api-floor
+
+test-podman:
+	$(RIG) podman -- $(ENGINE_TEST)
+
+test-ssh:
+	$(RIG) ssh -- $(ENGINE_TEST)
+
+test-tls:
+	$(RIG) tls -- $(ENGINE_TEST)
+
+test-api-floor:
+	$(RIG) api-floor -- $(ENGINE_TEST)
 
 ## stress: the tests that take much of the daemon (dozens of networks and
 ## containers at once, every default address pool), alone: one package at a

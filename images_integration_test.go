@@ -443,7 +443,8 @@ func TestFromGoPackage(t *testing.T) {
 	info, err := c.Inspect(context.Background())
 	require.NoError(t, err)
 	tag := info.Image
-	require.Regexp(t, `^heph-build/testapp:[0-9a-f]{12}$`, tag)
+	// Podman reports the name it qualified: localhost/heph-build/….
+	require.Regexp(t, `^(localhost/)?heph-build/testapp:[0-9a-f]{12}$`, tag)
 	require.NoError(t, c.Terminate(context.Background()))
 	testenv.RemoveImage(t, raw, tag)
 	loads := calls.Loads()

@@ -81,7 +81,7 @@ func TestNewOrchestratorDaemonRefusesMalformedInputBeforeConnecting(t *testing.T
 		want   string // the field and the value, in the message
 	}{
 		{"a socket path without its scheme", Daemon{Host: "/var/run/docker.sock"}, `Daemon.Host "/var/run/docker.sock": a socket path needs the unix:// scheme`},
-		{"ssh is not supported", Daemon{Host: "ssh://me@box"}, `Daemon.Host "ssh://me@box": ssh:// is not supported`},
+		{"ssh with a path", Daemon{Host: "ssh://me@box/sock"}, `Daemon.Host "ssh://me@box/sock": an ssh:// address cannot hold a path`},
 		{"an unknown scheme", Daemon{Host: "http://box:2375"}, `Daemon.Host "http://box:2375": unsupported scheme "http"`},
 		{"a unix scheme without a path", Daemon{Host: "unix://"}, `Daemon.Host "unix://": unix:// needs a path`},
 		{"a tcp address that does not parse", Daemon{Host: "tcp://[::1"}, `Daemon.Host "tcp://[::1": not a valid tcp:// address`},

@@ -121,7 +121,7 @@ func (e env) runChecks(ctx context.Context) []check {
 		}
 		return checks
 	}
-	later := []string{"server", "rootless", "watchdog", "network", "image", "container", "port", "cleanup", "leftovers"}
+	later := []string{"server", "engine", "rootless", "watchdog", "network", "image", "container", "port", "cleanup", "leftovers"}
 
 	api, ep, err := e.connect()
 	if err != nil {
@@ -141,6 +141,11 @@ func (e env) runChecks(ctx context.Context) []check {
 		return skipRest("needs the daemon's version", later[1:]...)
 	}
 	add("server", statusOK, serverDetail(v, api.APIVersion()), "")
+	if detail, warn := engineDetail(v, ep, api.APIVersion()); warn != "" {
+		add("engine", statusWarn, detail, warn)
+	} else {
+		add("engine", statusOK, detail, "")
+	}
 	if info.Rootless {
 		add("rootless", statusOK, "yes (the daemon runs without root)", "")
 	} else {
@@ -159,7 +164,7 @@ func (e env) runChecks(ctx context.Context) []check {
 	o, err := e.orchestrator()
 	if err != nil {
 		add("network", statusFail, err.Error(), "the daemon answered doctor but not heph's Orchestrator: check DOCKER_HOST and the docker context")
-		return skipRest("needs an Orchestrator", later[4:]...)
+		return skipRest("needs an Orchestrator", later[5:]...)
 	}
 	defer o.Close()
 	cleanupDone := false
@@ -246,6 +251,19 @@ func serverDetail(v engine.Version, apiVersion string) string {
 	return s
 }
 
+// engineDetail says which engine answers (Docker, Podman), the API
+// version in use and how heph reaches it; warn is a fix when the
+// connection is unsafe (TLS without verification, plain TCP to another
+// machine).
+func engineDetail(v engine.Version, ep engine.Endpoint, apiVersion string) (detail, warn string) {
+	how, warn := ep.Connection()
+	api := "negotiated"
+	if ep.APIVersion != "" {
+		api = "fixed by DOCKER_API_VERSION"
+	}
+	return fmt.Sprintf("%s %s, API %s (%s), connected by %s", engine.Kind(v), orUnknown(v.Version), orUnknown(apiVersion), api, how), warn
+}
+
 // daemonFailure shortens NewOrchestrator's error to what was tried: its
 // "what to do" part is replaced by daemonFix.
 func daemonFailure(err error) string {
@@ -270,6 +288,8 @@ func daemonFix(err error, getenv func(string) string) string {
 		return "correct the setting the message names"
 	case errors.Is(err, syscall.EACCES) || strings.Contains(msg, "permission denied"):
 		return "let your user use the socket: sudo usermod -aG docker $USER, then log in again (or use rootless Docker)"
+	case strings.HasPrefix(strings.ToLower(host), "ssh://"):
+		return fmt.Sprintf("heph reaches %s as the docker CLI does: ssh [-l user] [-p port] host docker system dial-stdio;\nrun that by hand: fix ssh's config, keys or known_hosts, and install the docker CLI on the remote machine", host)
 	case host != "":
 		return fmt.Sprintf("DOCKER_HOST=%s points at no running daemon: start the daemon there, correct DOCKER_HOST,\nor unset it to use the docker context or the default socket", host)
 	case getenv("DOCKER_CONTEXT") != "" || strings.Contains(msg, "context "):

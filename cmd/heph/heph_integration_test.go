@@ -97,7 +97,7 @@ func TestDoctorAgainstTheDaemon(t *testing.T) {
 		env       []string
 	}{
 		{"GoBuild", "from go build (", nil},
-		{"StaticSelf", "from this heph binary (static", []string{"PATH=" + t.TempDir()}}, // no go on PATH
+		{"StaticSelf", "from this heph binary (static", []string{"PATH=" + pathWithoutGo(t)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
@@ -126,12 +126,43 @@ func TestDoctorAgainstTheDaemon(t *testing.T) {
 					t.Cleanup(func() { testenv.RemoveImage(t, testenv.Docker(t), tag) })
 				case "port":
 					require.Contains(t, c.Detail, "127.0.0.1:")
+				case "engine":
+					for _, want := range engineWants(os.Getenv("HEPH_RIG")) {
+						require.Contains(t, c.Detail, want)
+					}
 				}
 			}
-			require.Equal(t, []string{"daemon", "server", "rootless", "watchdog", "network", "image", "container", "port", "cleanup", "leftovers"}, names)
+			require.Equal(t, []string{"daemon", "server", "engine", "rootless", "watchdog", "network", "image", "container", "port", "cleanup", "leftovers"}, names)
 		})
 	}
 	t.Logf("TestDoctorAgainstTheDaemon took %s", time.Since(began).Round(time.Millisecond))
+}
+
+// pathWithoutGo returns a PATH with no go on it, and ssh when there is one
+// (an ssh:// daemon is reached through it).
+func pathWithoutGo(t *testing.T) string {
+	dir := t.TempDir()
+	if ssh, err := exec.LookPath("ssh"); err == nil {
+		require.NoError(t, os.Symlink(ssh, filepath.Join(dir, "ssh")))
+	}
+	return dir
+}
+
+// engineWants is what doctor's engine line says on each endpoint of
+// internal/rig (HEPH_RIG, set by the rig; "" outside it).
+func engineWants(rig string) []string {
+	switch rig {
+	case "podman":
+		return []string{"Podman ", "(negotiated)", "connected by unix socket "}
+	case "ssh":
+		return []string{"Docker ", "connected by ssh to ", "docker system dial-stdio"}
+	case "tls":
+		return []string{"Docker ", "connected by tcp+TLS to 127.0.0.1:", "server verified against ", "client certificate "}
+	case "api-floor":
+		return []string{"Docker ", "API 1.40 (fixed by DOCKER_API_VERSION)"}
+	default:
+		return []string{"API ", "connected by "}
+	}
 }
 
 // TestDoctorWithoutADaemon points DOCKER_HOST at nothing: doctor names the

@@ -21,6 +21,10 @@ type HostEnv struct {
 	InterfaceAddrs func() ([]net.Addr, error)   // net.InterfaceAddrs
 	Exists         func(path string) bool       // os.Stat
 	ReadFile       func(string) ([]byte, error) // os.ReadFile
+	// SameNetNS says whether the daemon behind a unix socket shares this
+	// process's network namespace, and whether that could be told; nil
+	// cannot tell.
+	SameNetNS func(socket string) (same, known bool)
 }
 
 // OSHostEnv is the real machine.
@@ -31,6 +35,7 @@ func OSHostEnv() HostEnv {
 		InterfaceAddrs: net.InterfaceAddrs,
 		Exists:         pathExists,
 		ReadFile:       os.ReadFile,
+		SameNetNS:      sameNetNS,
 	}
 }
 
@@ -51,8 +56,12 @@ var Loopback = Access{BindIP: "127.0.0.1", Host: "127.0.0.1"}
 //     that machine's address;
 //   - a local daemon, and this process in the daemon's network namespace:
 //     127.0.0.1 — a file /.dockerenv alone does not say otherwise (it exists
-//     on machines whose daemon is local), so heph checks whether one of the
-//     daemon's bridge gateways is an address of this machine;
+//     on machines whose daemon is local). The evidence, first to last: the
+//     process serving the daemon's unix socket is in this process's network
+//     namespace (SO_PEERCRED, then /proc/<pid>/ns/net); one of the daemon's
+//     bridge gateways is an address of this machine. Podman creates its
+//     bridge only when a container runs, so the gateways alone would send
+//     heph to the default gateway on a machine that is the daemon's host;
 //   - a local daemon seen from inside another container (/.dockerenv, and no
 //     daemon gateway among our addresses): every interface, reached through
 //     this container's default gateway, which is the daemon's host. No address
@@ -67,6 +76,17 @@ func Decide(ctx context.Context, ep engine.Endpoint, env HostEnv, api engine.API
 	}
 	if !env.Exists(env.DockerEnv) {
 		return Loopback
+	}
+	if ep.IsSocket() && env.SameNetNS != nil {
+		if same, known := env.SameNetNS(socketPath(ep)); known {
+			if same {
+				return Loopback
+			}
+			if gw, ok := defaultGateway(env); ok {
+				return Access{Host: gw}
+			}
+			return Loopback
+		}
 	}
 	gateways := daemonGateways(ctx, api)
 	addrs, err := env.InterfaceAddrs()
@@ -83,6 +103,17 @@ func Decide(ctx context.Context, ep engine.Endpoint, env HostEnv, api engine.API
 		return Loopback
 	}
 	return Access{Host: gw}
+}
+
+// socketPath is the path of a unix:// endpoint.
+func socketPath(ep engine.Endpoint) string {
+	if len(ep.Host) > len("unix://") && strings.EqualFold(ep.Host[:len("unix://")], "unix://") {
+		return ep.Host[len("unix://"):]
+	}
+	if ep.Host == "" {
+		return strings.TrimPrefix(DefaultHost, "unix://")
+	}
+	return ""
 }
 
 // isLocal reports whether the daemon runs on this machine: a unix socket or

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -162,4 +163,62 @@ func TestOSHostEnv(t *testing.T) {
 	// Whatever this machine is, a daemon with no bridge network gives no
 	// gateway to reach it by: loopback.
 	require.Equal(t, Loopback, Decide(context.Background(), engine.Endpoint{Host: DefaultHost}, env, enginetest.NewFake()))
+}
+
+// TestDecideTheSocketsNamespaceComesFirst: Podman's bridge exists only
+// while a container runs, so no gateway of the daemon is among our
+// addresses, yet the daemon's process shares our network namespace: that
+// evidence wins over /.dockerenv, and the daemon is not asked.
+func TestDecideTheSocketsNamespaceComesFirst(t *testing.T) {
+	for _, tc := range []struct {
+		reason      string
+		host        string
+		same, known bool
+		want        Access
+		asks        bool
+	}{
+		{reason: "same namespace: loopback", host: "unix:///run/podman/podman.sock", same: true, known: true, want: Loopback},
+		{reason: "another namespace: the default gateway", host: "unix:///run/podman/podman.sock", known: true, want: Access{Host: "172.17.0.1"}},
+		{reason: "cannot tell: the gateways decide", host: "unix:///run/podman/podman.sock", want: Access{Host: "172.17.0.1"}, asks: true},
+		{reason: "tcp to loopback has no peer to ask", host: "tcp://127.0.0.1:2375", same: true, known: true, want: Access{Host: "172.17.0.1"}, asks: true},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
+			f := enginetest.NewFake()
+			f.AddNetwork(engine.Network{Name: "podman", Driver: "bridge", Subnets: []engine.Subnet{{Gateway: netip.MustParseAddr("10.88.0.1")}}})
+			var asked []string
+			env := HostEnv{Exists: func(string) bool { return true }, InterfaceAddrs: addrs("127.0.0.1/8", "172.17.0.5/16"),
+				ReadFile:  func(string) ([]byte, error) { return []byte(routes), nil },
+				SameNetNS: func(s string) (bool, bool) { asked = append(asked, s); return tc.same, tc.known }}
+			require.Equal(t, tc.want, Decide(context.Background(), engine.Endpoint{Host: tc.host}, env, f))
+			if tc.asks {
+				require.Equal(t, []string{"NetworkList"}, f.Calls())
+			} else {
+				require.Empty(t, f.Calls())
+			}
+			if engine.Endpoint.IsSocket(engine.Endpoint{Host: tc.host}) {
+				require.Equal(t, []string{"/run/podman/podman.sock"}, asked)
+			}
+		})
+	}
+}
+
+func TestSameNetNSOfAListenerInThisProcess(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "d.sock")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	same, known := sameNetNS(sock)
+	require.True(t, known, "our own process can be read")
+	require.True(t, same)
+	_, known = sameNetNS(filepath.Join(t.TempDir(), "none.sock"))
+	require.False(t, known, "no socket: cannot tell")
 }

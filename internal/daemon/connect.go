@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -57,12 +58,20 @@ func ConnectEndpoints(ctx context.Context, eps []engine.Endpoint, timeout time.D
 	return nil, engine.Endpoint{}, failure
 }
 
+// sshPingTimeout bounds the ping of an ssh:// endpoint: ssh's handshake
+// and the remote `docker system dial-stdio` take seconds on a loaded
+// machine, well beyond a socket's 3 s.
+const sshPingTimeout = 30 * time.Second
+
 // ping returns a client for ep that has answered a ping. On failure the
 // client is closed.
 func ping(ctx context.Context, ep engine.Endpoint, timeout time.Duration, dial Dial) (engine.API, error) {
 	cli, err := dial(ep)
 	if err != nil {
 		return nil, err
+	}
+	if ep.IsSSH() && timeout < sshPingTimeout {
+		timeout = sshPingTimeout
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -79,7 +88,52 @@ func ping(ctx context.Context, ep engine.Endpoint, timeout time.Duration, dial D
 	case errors.Is(err, context.DeadlineExceeded):
 		return nil, fmt.Errorf("no answer within %v: %w", timeout, context.DeadlineExceeded)
 	}
+	if ep.TLS {
+		if hint := tlsHint(ep, err); hint != "" {
+			return nil, fmt.Errorf("%w\n    %s", err, hint)
+		}
+	}
 	return nil, err
+}
+
+// tlsHint says what a TLS failure means and which file to fix, "" when it
+// is no TLS failure heph knows.
+func tlsHint(ep engine.Endpoint, err error) string {
+	ca, cert := ep.CAFile, ep.CertFile
+	if ca == "" {
+		ca = "the system's roots (no ca.pem in DOCKER_CERT_PATH)"
+	}
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &unknown):
+		return "the daemon's certificate is not signed by the CA in " + ca + ": use the ca.pem of the CA that signed the daemon's certificate"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "the daemon's certificate has expired or is not yet valid (check the clocks of both machines): the daemon needs a new certificate"
+	case errors.As(err, &host):
+		return "the daemon's certificate is not for the host in DOCKER_HOST: use the name the certificate was made for"
+	case strings.Contains(msg, "remote error: tls: certificate required"):
+		if cert == "" {
+			return "the daemon requires a client certificate and heph has none: put cert.pem and key.pem in DOCKER_CERT_PATH"
+		}
+		return "the daemon requires a client certificate and did not get " + cert
+	case strings.Contains(msg, "remote error: tls: expired certificate"):
+		return "the daemon refused the client certificate " + orNone(cert) + " as expired (or not yet valid): renew cert.pem and key.pem"
+	case strings.Contains(msg, "remote error: tls: bad certificate"), strings.Contains(msg, "remote error: tls: unknown certificate authority"):
+		return "the daemon refused the client certificate " + orNone(cert) + ": it is not signed by a CA the daemon trusts (dockerd --tlscacert)"
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return "the daemon does not speak TLS on this port: unset DOCKER_TLS_VERIFY, DOCKER_CERT_PATH and DOCKER_TLS, or use its TLS port (2376)"
+	}
+	return ""
+}
+
+func orNone(path string) string {
+	if path == "" {
+		return "(none)"
+	}
+	return path
 }
 
 // attempt is one endpoint Connect tried and the error it gave.

@@ -127,7 +127,7 @@ func pathExists(path string) bool {
 // version of every endpoint.
 //
 // Errors match errs.InvalidConfig and name the variable or the file at fault: a
-// malformed DOCKER_API_VERSION or DOCKER_HOST, an ssh:// host, a context that
+// malformed DOCKER_API_VERSION or DOCKER_HOST, a context that
 // does not exist or cannot be read, an unreadable config.json.
 func Find(env Env) ([]engine.Endpoint, error) {
 	version, err := apiVersionFromEnv(env)
@@ -358,10 +358,16 @@ func NormalizeHost(host string, useTLS bool) (string, error) {
 		}
 		return out, nil
 	case "ssh":
-		return "", errors.New("ssh:// is not supported by heph; forward the daemon's socket over ssh " +
-			"(ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock user@host) and set DOCKER_HOST=unix:///tmp/docker.sock")
+		out := "ssh://" + rest
+		if _, err := engine.SSHArgs(out); err != nil {
+			return "", err
+		}
+		if useTLS {
+			return "", errors.New("ssh:// does not take TLS settings (unset DOCKER_TLS_VERIFY, DOCKER_CERT_PATH and DOCKER_TLS)")
+		}
+		return out, nil
 	default:
-		return "", fmt.Errorf("unsupported scheme %q: use unix://, tcp:// or npipe://", scheme)
+		return "", fmt.Errorf("unsupported scheme %q: use unix://, tcp://, ssh:// or npipe://", scheme)
 	}
 }
 

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/heph-go/heph/internal/engine"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -72,6 +73,10 @@ func checkHost(t *testing.T, in, h string) {
 		}
 		if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
 			t.Fatalf("NormalizeHost(%q) = %q has no port in 1-65535", in, h)
+		}
+	case scheme == "ssh":
+		if _, err := engine.SSHArgs(h); err != nil {
+			t.Fatalf("NormalizeHost(%q) = %q, which ssh cannot reach: %v", in, h, err)
 		}
 	default:
 		t.Fatalf("NormalizeHost(%q) = %q: scheme %q", in, h, scheme)

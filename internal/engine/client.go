@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +33,44 @@ import (
 type Client struct {
 	cli   *client.Client
 	fixed bool // the API version is fixed: do not negotiate
+
+	kindOnce sync.Once
+	kind     string // Kind of the daemon, asked once when needed; "" when it did not say
+}
+
+// engineKind returns the daemon's Kind, asking GET /version the first time;
+// "" when the daemon does not answer it.
+func (c *Client) engineKind(ctx context.Context) string {
+	c.kindOnce.Do(func() {
+		if v, err := c.Version(ctx); err == nil {
+			c.kind = Kind(v)
+		}
+	})
+	return c.kind
+}
+
+// podmanVolumes creates the named volumes of the mounts that carry labels
+// before the container: Podman creates a missing volume of a mount without
+// the mount's VolumeOptions labels (Docker applies them), and heph finds a
+// session's volumes by label. A volume that exists is left as it is, as
+// Docker does.
+func (c *Client) podmanVolumes(ctx context.Context, ms []MountSpec) error {
+	for _, m := range ms {
+		if m.Type != "volume" || m.Source == "" || m.VolumeLabels == nil {
+			continue
+		}
+		if c.engineKind(ctx) != KindPodman {
+			return nil
+		}
+		if _, err := c.cli.VolumeInspect(ctx, m.Source, client.VolumeInspectOptions{}); err == nil {
+			continue
+		}
+		_, err := c.cli.VolumeCreate(ctx, client.VolumeCreateOptions{Name: m.Source, Labels: m.VolumeLabels})
+		if err != nil && !cerrdefs.IsConflict(err) {
+			return fmt.Errorf("create volume %q (Podman does not label the volumes it creates for a mount): %w", m.Source, classify(err))
+		}
+	}
+	return nil
 }
 
 var _ API = (*Client)(nil)
@@ -113,6 +152,40 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	return in, nil
 }
 
+// hasLabels reports whether labels satisfy every "label" filter ("key" or
+// "key=value"), as Docker applies them: all of them.
+func hasLabels(labels map[string]string, want []string) bool {
+	for _, w := range want {
+		k, v, withValue := strings.Cut(w, "=")
+		got, ok := labels[k]
+		if !ok || (withValue && got != v) {
+			return false
+		}
+	}
+	return true
+}
+
+// portableNames makes "name" filters anchored at Docker's leading slash
+// ("^/heph-") match on Podman too, whose names have no slash: "^/?heph-".
+func portableNames(f Filter) Filter {
+	names, ok := f["name"]
+	if !ok {
+		return f
+	}
+	out := make(Filter, len(f))
+	for k, v := range f {
+		out[k] = v
+	}
+	out["name"] = make([]string, len(names))
+	for i, n := range names {
+		if strings.HasPrefix(n, "^/") && !strings.HasPrefix(n, "^/?") {
+			n = "^/?" + n[2:]
+		}
+		out["name"][i] = n
+	}
+	return out
+}
+
 func filters(f Filter) client.Filters {
 	out := make(client.Filters)
 	for k, vs := range f {
@@ -160,6 +233,9 @@ func (c *Client) ContainerCreate(ctx context.Context, s ContainerSpec) (string, 
 			b.HostPort = strconv.Itoa(p.HostPort)
 		}
 		bindings[dp] = append(bindings[dp], b)
+	}
+	if err := c.podmanVolumes(ctx, s.Mounts); err != nil {
+		return "", err
 	}
 	mounts := make([]mount.Mount, 0, len(s.Mounts))
 	for _, m := range s.Mounts {
@@ -217,7 +293,7 @@ func (c *Client) ContainerRemove(ctx context.Context, id string) error {
 
 // ContainerList implements API.
 func (c *Client) ContainerList(ctx context.Context, f Filter) ([]Container, error) {
-	res, err := c.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filters(f)})
+	res, err := c.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filters(portableNames(f))})
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -345,6 +421,19 @@ func (c *Client) CopyFrom(ctx context.Context, id, path string) (io.ReadCloser, 
 
 // Events implements API.
 func (c *Client) Events(ctx context.Context, f Filter) (<-chan Event, <-chan error) {
+	synth := make(chan string)
+	synthesized := false
+	if id, ok := healthSubscription(f); ok && c.engineKind(ctx) == KindPodman {
+		synthesized = true
+		go c.podmanHealth(ctx, id, func(status string) bool {
+			select {
+			case synth <- status:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		})
+	}
 	ev := c.cli.Events(ctx, client.EventsListOptions{Filters: filters(f)})
 	msgs := make(chan Event)
 	errs := make(chan error, 1)
@@ -353,12 +442,27 @@ func (c *Client) Events(ctx context.Context, f Filter) (<-chan Event, <-chan err
 		defer close(msgs)
 		for {
 			select {
+			case h := <-synth:
+				select {
+				case msgs <- Event{Type: "container", Action: "health_status: " + h, ID: f["container"][0], Time: time.Now()}:
+				case <-ctx.Done():
+					errs <- ctx.Err()
+					return
+				}
 			case m, ok := <-ev.Messages:
 				if !ok {
 					errs <- io.ErrUnexpectedEOF
 					return
 				}
 				e := Event{Type: string(m.Type), Action: string(m.Action), ID: m.Actor.ID, Attributes: m.Actor.Attributes}
+				if h := m.Actor.Attributes["health_status"]; e.Action == "health_status" && h != "" {
+					// Podman says the status in an attribute; Docker in the
+					// action: "health_status: healthy".
+					e.Action = "health_status: " + h
+				}
+				if synthesized && e.Action == "health_status" {
+					continue // a Podman event without the status: podmanHealth reports it
+				}
 				if m.TimeNano != 0 {
 					e.Time = time.Unix(0, m.TimeNano)
 				}
@@ -522,6 +626,11 @@ func (c *Client) ImageRemove(ctx context.Context, ref string) error {
 // NetworkCreate implements API.
 func (c *Client) NetworkCreate(ctx context.Context, s NetworkSpec) (string, error) {
 	opts := client.NetworkCreateOptions{Driver: "bridge", Internal: s.Internal, Labels: s.Labels}
+	if c.engineKind(ctx) == KindPodman {
+		// Podman's bridges reach one another unless isolated (netavark's
+		// isolate option); Docker isolates its bridge networks always.
+		opts.Options = map[string]string{"isolate": "true"}
+	}
 	if s.Subnet.IsValid() {
 		cfg := network.IPAMConfig{Subnet: s.Subnet}
 		if s.Gateway.IsValid() {
@@ -530,6 +639,17 @@ func (c *Client) NetworkCreate(ctx context.Context, s NetworkSpec) (string, erro
 		opts.IPAM = &network.IPAM{Driver: "default", Config: []network.IPAMConfig{cfg}}
 	}
 	res, err := c.cli.NetworkCreate(ctx, s.Name, opts)
+	// Podman (4.3, netavark) fails a create now and then while another
+	// bridge comes or goes: "route ip+net: no such network interface". The
+	// network was not made: try again, a few times.
+	for try := 0; err != nil && try < 3 && strings.Contains(err.Error(), "route ip+net: no such network interface"); try++ {
+		select {
+		case <-ctx.Done():
+			return "", classify(err)
+		case <-time.After(time.Duration(100*(try+1)) * time.Millisecond):
+		}
+		res, err = c.cli.NetworkCreate(ctx, s.Name, opts)
+	}
 	if err != nil {
 		return "", classify(err)
 	}
@@ -581,6 +701,9 @@ func (c *Client) VolumeList(ctx context.Context, f Filter) ([]Volume, error) {
 	}
 	out := make([]Volume, 0, len(res.Items))
 	for _, v := range res.Items {
+		if !hasLabels(v.Labels, f["label"]) {
+			continue // Podman (4.x) ORs a volume list's label filters
+		}
 		out = append(out, Volume{Name: v.Name, Labels: v.Labels, Created: parseTime(v.CreatedAt)})
 	}
 	return out, nil

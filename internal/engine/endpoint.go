@@ -109,10 +109,24 @@ func insecureTLSConfig(certFile, keyFile string) (*tls.Config, error) {
 // Dial returns a client for the endpoint. It makes no call to the daemon:
 // Ping does.
 func Dial(e Endpoint) (*Client, error) {
-	if strings.HasPrefix(strings.ToLower(e.Host), "ssh://") {
-		return nil, fmt.Errorf("ssh:// daemons are not supported yet")
+	cli, err := SDKClient(e)
+	if err != nil {
+		return nil, err
 	}
-	opts, err := e.clientOptions()
+	return &Client{cli: cli, fixed: e.APIVersion != ""}, nil
+}
+
+// SDKClient returns the moby SDK's client for the endpoint, ssh:// included,
+// for what talks to the daemon behind heph's back (the integration tests'
+// own checks). It makes no call to the daemon.
+func SDKClient(e Endpoint) (*client.Client, error) {
+	var opts []client.Opt
+	var err error
+	if e.IsSSH() {
+		opts, err = sshOptions(e)
+	} else {
+		opts, err = e.clientOptions()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -120,5 +134,38 @@ func Dial(e Endpoint) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configure client: %w", err)
 	}
-	return &Client{cli: cli, fixed: e.APIVersion != ""}, nil
+	return cli, nil
 }
+
+// IsSSH reports whether the endpoint is an ssh:// host.
+func (e Endpoint) IsSSH() bool { return strings.HasPrefix(strings.ToLower(e.Host), "ssh://") }
+
+// sshOptions are the options of a client whose connections are each an ssh process
+// running `docker system dial-stdio` on the remote host, as the docker CLI
+// does. Idle connections are kept (an ssh handshake costs tens of
+// milliseconds to seconds), up to sshIdleConns.
+func sshOptions(e Endpoint) ([]client.Opt, error) {
+	args, err := SSHArgs(e.Host)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{
+		DialContext:         sshDialer(args),
+		MaxIdleConns:        sshIdleConns,
+		MaxIdleConnsPerHost: sshIdleConns,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	opts := []client.Opt{
+		client.WithHTTPClient(&http.Client{Transport: tr, CheckRedirect: client.CheckRedirect}),
+		// The address is only a name for HTTP: the dialer ignores it.
+		client.WithHost("http://docker.example.com"),
+		client.WithDialContext(sshDialer(args)),
+	}
+	if e.APIVersion != "" {
+		opts = append(opts, client.WithAPIVersion(e.APIVersion))
+	}
+	return opts, nil
+}
+
+// sshIdleConns is how many idle ssh connections a client keeps.
+const sshIdleConns = 8

@@ -167,7 +167,7 @@ func TestDialRefusesBadSettings(t *testing.T) {
 		want string
 		is   error
 	}{
-		{"ssh", engine.Endpoint{Host: "ssh://me@box"}, "ssh:// daemons are not supported yet", nil},
+		{"ssh without a host", engine.Endpoint{Host: "ssh://me@"}, "needs a host", nil},
 		{"client certificate without its key", engine.Endpoint{Host: "tcp://lab:2376", TLS: true, CertFile: "/x/cert.pem"}, `client certificate needs both cert.pem and key.pem (have cert "/x/cert.pem", key "")`, nil},
 		{"client key without its certificate", engine.Endpoint{Host: "tcp://lab:2376", TLS: true, KeyFile: "/x/key.pem"}, "needs both cert.pem and key.pem", nil},
 		{"unreadable client certificate", engine.Endpoint{Host: "tcp://lab:2376", TLS: true, CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}, "load client certificate", os.ErrNotExist},
@@ -221,4 +221,34 @@ func TestEndpointHostnameAndIsSocket(t *testing.T) {
 		require.Equal(t, tt.hostname, ep.Hostname(), "Hostname of %q", tt.host)
 		require.Equal(t, tt.socket, ep.IsSocket(), "IsSocket of %q", tt.host)
 	}
+}
+
+func TestSSHArgsAreTheDockerCLIs(t *testing.T) {
+	args, err := engine.SSHArgs("ssh://me@box:2222")
+	require.NoError(t, err)
+	require.Equal(t, []string{"-o", "ConnectTimeout=30", "-T", "-l", "me", "-p", "2222", "--", "box", "docker", "system", "dial-stdio"}, args)
+	args, err = engine.SSHArgs("ssh://box")
+	require.NoError(t, err)
+	require.Equal(t, []string{"-o", "ConnectTimeout=30", "-T", "--", "box", "docker", "system", "dial-stdio"}, args, "ssh config decides user and port")
+	_, err = engine.SSHArgs("ssh://-l@box")
+	require.ErrorContains(t, err, "user of an ssh:// address cannot start with '-'")
+}
+
+// TestSSHDialsThroughACommand: each connection is a process speaking HTTP
+// on its stdin and stdout; a fake ssh on PATH answers a ping, and one that
+// fails shows its stderr in the error.
+func TestSSHDialsThroughACommand(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "ssh")
+	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\necho \"$*\" >> "+filepath.Join(dir, "calls")+"\n"+
+		"echo 'Permission denied (publickey).' >&2\nexit 255\n"), 0o755))
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	c, err := engine.Dial(engine.Endpoint{Host: "ssh://me@box:2222"})
+	require.NoError(t, err)
+	defer c.Close()
+	err = c.Ping(t.Context())
+	require.ErrorContains(t, err, "Permission denied (publickey)")
+	calls, rerr := os.ReadFile(filepath.Join(dir, "calls"))
+	require.NoError(t, rerr)
+	require.Contains(t, string(calls), "-l me -p 2222 -- box docker system dial-stdio")
 }

@@ -16,3 +16,9 @@ func SetExecGrace(t testing.TB, d time.Duration) {
 
 // DemuxCopy is demuxCopy, for the tests of package engine_test.
 var DemuxCopy = demuxCopy
+
+// HasLabels is hasLabels, for the tests of package engine_test.
+var HasLabels = hasLabels
+
+// HealthSubscription is healthSubscription, for the tests of package engine_test.
+var HealthSubscription = healthSubscription

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/heph-go/heph"
+	"github.com/heph-go/heph/internal/daemon"
+	"github.com/heph-go/heph/internal/engine"
 	"github.com/moby/moby/client"
 )
 
@@ -62,8 +64,21 @@ func Docker(t testing.TB) *client.Client {
 	return c
 }
 
+// rawClient is the SDK's client for the daemon heph finds (ssh:// and
+// contexts included, which client.FromEnv does not reach).
 func rawClient() (*client.Client, error) {
-	c, err := client.New(client.FromEnv)
+	eps, err := daemon.Find(daemon.OSEnv())
+	if err != nil {
+		return nil, err
+	}
+	ep := eps[0]
+	for _, e := range eps {
+		if e.IsSocket() && pathExists(strings.TrimPrefix(e.Host, "unix://")) {
+			ep = e
+			break
+		}
+	}
+	c, err := engine.SDKClient(ep)
 	if err != nil {
 		return nil, err
 	}
@@ -268,6 +283,10 @@ func Leftovers(ctx context.Context, pid int) error {
 		return err
 	}
 	for _, x := range vs.Items {
+		// Podman ORs a volume list's label filters: keep only ours.
+		if x.Labels[heph.LabelPID] != strconv.Itoa(pid) || x.Labels[heph.LabelHost] != host {
+			continue
+		}
 		left = append(left, "volume "+x.Name)
 	}
 	if len(left) > 0 {
@@ -275,3 +294,5 @@ func Leftovers(ctx context.Context, pid int) error {
 	}
 	return nil
 }
+
+func pathExists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -41,6 +41,10 @@ func isWatchdog(args []string, lookup func(string) (string, bool)) bool {
 // pingTimeout bounds the watchdog's first ping of the daemon.
 const pingTimeout = 8 * time.Second
 
+// sshPingTimeout is pingTimeout for an ssh:// daemon (ssh's handshake and
+// the remote docker CLI first), within sshHandshakeTimeout.
+const sshPingTimeout = 30 * time.Second
+
 // Main is the watchdog process; it returns the exit status.
 func Main(rawCfg string) int {
 	closeInheritedFiles()
@@ -59,7 +63,11 @@ func Main(rawCfg string) int {
 	defer cli.Close()
 	// A watchdog that cannot reach the daemon would guard nothing: say so
 	// now, while the parent waits for the handshake.
-	pctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+	timeout := pingTimeout
+	if cfg.Endpoint.IsSSH() {
+		timeout = sshPingTimeout
+	}
+	pctx, cancel := context.WithTimeout(context.Background(), timeout)
 	err = cli.Ping(pctx)
 	cancel()
 	if err != nil {

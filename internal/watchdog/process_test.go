@@ -185,8 +185,8 @@ func TestStartExecutableFailsClearly(t *testing.T) {
 		{reason: "a watchdog whose daemon is not there fails its ping before it says ready", ep: engine.Endpoint{Host: "unix:///nonexistent/heph.sock", Source: "test"},
 			want: "exited before it was ready (exit status 2)", wantLog: "daemon unix:///nonexistent/heph.sock (test) does not answer"},
 		{reason: "a watchdog whose daemon never answers does not say ready", ep: engine.Endpoint{Host: "unix://" + enginetest.SilentSocket(t), Source: "test"}, timeout: 500 * time.Millisecond, want: "did not answer within 500ms"},
-		{reason: "a watchdog that cannot make a client for its endpoint", ep: engine.Endpoint{Host: "ssh://me@box", Source: "test"},
-			want: "exited before it was ready (exit status 2)", wantLog: "daemon ssh://me@box: ssh:// daemons are not supported yet"},
+		{reason: "a watchdog that cannot make a client for its endpoint", ep: engine.Endpoint{Host: "ssh://me@", Source: "test"},
+			want: "exited before it was ready (exit status 2)", wantLog: "daemon ssh://me@: an ssh:// address needs a host"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {

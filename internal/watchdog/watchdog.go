@@ -89,6 +89,10 @@ const (
 	readyLine = "heph-watchdog ready"
 	// handshakeTimeout bounds the wait for the handshake.
 	handshakeTimeout = 10 * time.Second
+	// sshHandshakeTimeout is handshakeTimeout for an ssh:// daemon: the
+	// watchdog's ping starts ssh and the remote docker CLI, seconds on a
+	// loaded machine.
+	sshHandshakeTimeout = 40 * time.Second
 )
 
 // Config is what the parent passes to its watchdog.
@@ -332,7 +336,11 @@ func StartProcess(ep engine.Endpoint) (*Watchdog, error) {
 			path = "/proc/self/exe"
 		}
 	}
-	return StartExecutable(path, exe, ep, handshakeTimeout)
+	timeout := handshakeTimeout
+	if ep.IsSSH() {
+		timeout = sshHandshakeTimeout
+	}
+	return StartExecutable(path, exe, ep, timeout)
 }
 
 // StartExecutable starts the executable at path (exe in messages) as a
