@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/heph-go/heph/internal/engine"
@@ -25,6 +26,7 @@ type HostEnv struct {
 	// process's network namespace, and whether that could be told; nil
 	// cannot tell.
 	SameNetNS func(socket string) (same, known bool)
+	Hostname  func() (string, error) // os.Hostname; nil: unknown
 }
 
 // OSHostEnv is the real machine.
@@ -36,13 +38,15 @@ func OSHostEnv() HostEnv {
 		Exists:         pathExists,
 		ReadFile:       os.ReadFile,
 		SameNetNS:      sameNetNS,
+		Hostname:       os.Hostname,
 	}
 }
 
 // Access says where published ports are bound and reached.
 type Access struct {
-	// BindIP is the host address ports are published on: "127.0.0.1", or
-	// "" for every interface.
+	// BindIP is the host address ports are published on: "127.0.0.1", the
+	// address they are reached at (a daemon seen from inside a container),
+	// or "" for every interface (a daemon on another machine, reached there).
 	BindIP string
 	// Host is where a test dials them.
 	Host string
@@ -67,7 +71,7 @@ var Loopback = Access{BindIP: "127.0.0.1", Host: "127.0.0.1"}
 //     this container's default gateway, which is the daemon's host. No address
 //     is guessed: without a default route heph stays on 127.0.0.1.
 func Decide(ctx context.Context, ep engine.Endpoint, env HostEnv, api engine.API) Access {
-	if !isLocal(ep) {
+	if !isLocal(ep, env) {
 		host := ep.Hostname()
 		if host == "" {
 			return Loopback
@@ -83,7 +87,7 @@ func Decide(ctx context.Context, ep engine.Endpoint, env HostEnv, api engine.API
 				return Loopback
 			}
 			if gw, ok := defaultGateway(env); ok {
-				return Access{Host: gw}
+				return Access{BindIP: gw, Host: gw}
 			}
 			return Loopback
 		}
@@ -102,7 +106,9 @@ func Decide(ctx context.Context, ep engine.Endpoint, env HostEnv, api engine.API
 	if !ok {
 		return Loopback
 	}
-	return Access{Host: gw}
+	// Bound where it is dialled: the daemon's host's address on our side,
+	// not every interface of that host.
+	return Access{BindIP: gw, Host: gw}
 }
 
 // socketPath is the path of a unix:// endpoint.
@@ -117,20 +123,77 @@ func socketPath(ep engine.Endpoint) string {
 }
 
 // isLocal reports whether the daemon runs on this machine: a unix socket or
-// named pipe, or TCP to a loopback address.
-func isLocal(ep engine.Endpoint) bool {
+// named pipe, or TCP to this machine however it is spelt — a loopback or
+// unspecified address (127.1 too), localhost in any case with or without
+// its final dot, this machine's host name, or an address of one of its
+// interfaces. Anything else is another machine.
+func isLocal(ep engine.Endpoint, env HostEnv) bool {
 	if ep.IsSocket() {
 		return true
 	}
-	return isLoopback(ep.Hostname())
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
+	host := strings.TrimSuffix(strings.ToLower(ep.Hostname()), ".")
+	if host == "" {
+		return false
+	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 		return true
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	if env.Hostname != nil {
+		if name, err := env.Hostname(); err == nil && strings.TrimSuffix(strings.ToLower(name), ".") == host {
+			return true
+		}
+	}
+	ip, ok := parseIP(host)
+	if !ok {
+		return false
+	}
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return true
+	}
+	if env.InterfaceAddrs != nil {
+		if addrs, err := env.InterfaceAddrs(); err == nil {
+			for _, a := range addrs {
+				if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == ip {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// parseIP parses an IP address as a dial does, including the short IPv4
+// forms of inet_aton ("127.1", "127.0.1", "2130706433") in decimal.
+func parseIP(host string) (netip.Addr, bool) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.Unmap(), true
+	}
+	parts := strings.Split(host, ".")
+	if len(parts) > 4 {
+		return netip.Addr{}, false
+	}
+	var nums []uint64
+	for _, p := range parts {
+		n, err := strconv.ParseUint(p, 10, 32)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		nums = append(nums, n)
+	}
+	// Every part but the last is one byte; the last fills the rest.
+	var v uint64
+	for i, n := range nums[:len(nums)-1] {
+		if n > 255 {
+			return netip.Addr{}, false
+		}
+		v |= n << (24 - 8*i)
+	}
+	last, room := nums[len(nums)-1], uint(32-8*(len(nums)-1))
+	if last >= 1<<room {
+		return netip.Addr{}, false
+	}
+	v |= last
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true
 }
 
 // daemonGateways returns the gateway addresses of the daemon's bridge
@@ -246,7 +309,7 @@ func readRoutes(env HostEnv) ([]route, error) {
 // interface addresses that cannot be read. A route table that cannot be
 // read (not Linux) leaves the interface addresses alone.
 func HostPrefixes(ep engine.Endpoint, env HostEnv, gateways []netip.Addr) (prefixes []netip.Prefix, ok bool) {
-	if !isLocal(ep) || env.InterfaceAddrs == nil {
+	if !isLocal(ep, env) || env.InterfaceAddrs == nil {
 		return nil, false
 	}
 	addrs, err := env.InterfaceAddrs()

@@ -56,6 +56,17 @@ func TestDecide(t *testing.T) {
 		{reason: "tcp to localhost by name", host: "tcp://localhost:2375", want: Loopback},
 		{reason: "tcp to IPv6 loopback", host: "tcp://[::1]:2375", want: Loopback},
 		{reason: "a named pipe is local", host: "npipe:////./pipe/docker_engine", want: Loopback},
+		{reason: "localhost in capitals is this machine", host: "tcp://LOCALHOST:2375", want: Loopback},
+		{reason: "localhost with its final dot is this machine", host: "tcp://localhost.:2375", want: Loopback},
+		{reason: "a name under .localhost is this machine", host: "tcp://docker.localhost:2375", want: Loopback},
+		{reason: "127.1, inet_aton's short form, is loopback", host: "tcp://127.1:2375", want: Loopback},
+		{reason: "2130706433, inet_aton's one-number form, is loopback", host: "tcp://2130706433:2375", want: Loopback},
+		{reason: "0.0.0.0 dials this machine", host: "tcp://0.0.0.0:2375", want: Loopback},
+		{reason: "the unspecified IPv6 address dials this machine", host: "tcp://[::]:2375", want: Loopback},
+		{reason: "this machine's own host name", host: "tcp://Build-Box.:2375", want: Loopback},
+		{reason: "an address of one of this machine's interfaces", host: "tcp://192.168.1.7:2375", addrs: addrs("127.0.0.1/8", "192.168.1.7/24"), want: Loopback},
+		{reason: "an address on this machine's subnet is another machine", host: "tcp://192.168.1.8:2375", addrs: addrs("127.0.0.1/8", "192.168.1.7/24"), want: Access{Host: "192.168.1.8"}},
+		{reason: "127.256.1 is no address: a name of another machine", host: "tcp://127.256.1:2375", want: Access{Host: "127.256.1"}},
 		{reason: "remote daemon: its address, every interface", host: "tcp://10.0.0.5:2376", want: Access{Host: "10.0.0.5"}},
 		{reason: "remote by name, even from a container", host: "tcp://docker.example:2376", dockerenv: true, want: Access{Host: "docker.example"}},
 		{reason: "a tcp address without a host name names no machine: loopback, no guess", host: "tcp://:2375", want: Loopback},
@@ -66,18 +77,18 @@ func TestDecide(t *testing.T) {
 			addrs: addrs("127.0.0.1/8", "172.18.0.1/16"), routes: routes, want: Loopback, asks: true,
 			networks: []engine.Network{{Name: "mine", Subnets: []engine.Subnet{{Prefix: netip.MustParsePrefix("172.18.0.0/16"), Gateway: netip.MustParseAddr("172.18.0.1")}}}}},
 		{reason: "a gateway of a network that is not a bridge says nothing about our namespace", host: "unix:///var/run/docker.sock", dockerenv: true,
-			addrs: addrs("127.0.0.1/8", "10.9.0.1/24", "172.17.0.5/16"), routes: routes, want: Access{Host: "172.17.0.1"}, asks: true,
+			addrs: addrs("127.0.0.1/8", "10.9.0.1/24", "172.17.0.5/16"), routes: routes, want: Access{BindIP: "172.17.0.1", Host: "172.17.0.1"}, asks: true,
 			networks: []engine.Network{{Name: "lan", Driver: "macvlan", Subnets: []engine.Subnet{{Prefix: netip.MustParsePrefix("10.9.0.0/24"), Gateway: netip.MustParseAddr("10.9.0.1")}}}}},
 		{reason: "an IPv4-mapped interface address matches the IPv4 gateway", host: "unix:///var/run/docker.sock", dockerenv: true,
 			addrs: addrs("::ffff:172.17.0.1/112"), routes: routes, want: Loopback, asks: true},
 		{reason: "inside another container: the default gateway is the daemon's host", host: "unix:///var/run/docker.sock", dockerenv: true,
-			addrs: addrs("127.0.0.1/8", "172.17.0.5/16"), routes: routes, want: Access{Host: "172.17.0.1"}, asks: true},
+			addrs: addrs("127.0.0.1/8", "172.17.0.5/16"), routes: routes, want: Access{BindIP: "172.17.0.1", Host: "172.17.0.1"}, asks: true},
 		{reason: "inside a container without a default route: no guessing", host: "unix:///var/run/docker.sock", dockerenv: true,
 			addrs: addrs("127.0.0.1/8", "172.17.0.5/16"), routes: "Iface\tDestination\tGateway\n", want: Loopback, asks: true},
 		{reason: "a default route without a gateway (point-to-point) names no host", host: "unix:///var/run/docker.sock", dockerenv: true,
 			addrs: addrs("172.17.0.5/16"), routes: "Iface\tDestination\tGateway\n tun0\t00000000\t00000000\t0001\n", want: Loopback, asks: true},
 		{reason: "a malformed route line is passed over for the next", host: "unix:///var/run/docker.sock", dockerenv: true,
-			addrs: addrs("172.17.0.5/16"), routes: "Iface\tDestination\tGateway\n eth1\t00000000\tZZ\n eth0\t00000000\t010011AC\t0003\n", want: Access{Host: "172.17.0.1"}, asks: true},
+			addrs: addrs("172.17.0.5/16"), routes: "Iface\tDestination\tGateway\n eth1\t00000000\tZZ\n eth0\t00000000\t010011AC\t0003\n", want: Access{BindIP: "172.17.0.1", Host: "172.17.0.1"}, asks: true},
 		{reason: "the route table cannot be read: no guessing", host: "unix:///var/run/docker.sock", dockerenv: true,
 			addrs: addrs("172.17.0.5/16"), routesErr: os.ErrPermission, want: Loopback, asks: true},
 		{reason: "the daemon cannot list networks: no guessing", host: "unix:///var/run/docker.sock", dockerenv: true,
@@ -85,7 +96,7 @@ func TestDecide(t *testing.T) {
 		{reason: "our own addresses cannot be listed: no guessing", host: "unix:///var/run/docker.sock", dockerenv: true,
 			addrs: func() ([]net.Addr, error) { return nil, errors.New("netlink: permission denied") }, routes: routes, want: Loopback, asks: true},
 		{reason: "tcp to loopback from a container is judged as a socket is: the gateways decide", host: "tcp://127.0.0.1:2375", dockerenv: true,
-			addrs: addrs("172.17.0.5/16"), routes: routes, want: Access{Host: "172.17.0.1"}, asks: true},
+			addrs: addrs("172.17.0.5/16"), routes: routes, want: Access{BindIP: "172.17.0.1", Host: "172.17.0.1"}, asks: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
@@ -105,6 +116,7 @@ func TestDecide(t *testing.T) {
 				DockerEnv:      "/.dockerenv",
 				Routes:         "/proc/net/route",
 				InterfaceAddrs: tc.addrs,
+				Hostname:       func() (string, error) { return "build-box", nil },
 				Exists: func(p string) bool {
 					looked = append(looked, p)
 					return tc.dockerenv && p == "/.dockerenv"
@@ -121,7 +133,7 @@ func TestDecide(t *testing.T) {
 			} else {
 				require.Empty(t, f.Calls(), "no daemon call is needed")
 			}
-			if isLocal(engine.Endpoint{Host: tc.host}) {
+			if isLocal(engine.Endpoint{Host: tc.host}, env) {
 				require.Equal(t, []string{"/.dockerenv"}, looked)
 			}
 		})
@@ -178,9 +190,9 @@ func TestDecideTheSocketsNamespaceComesFirst(t *testing.T) {
 		asks        bool
 	}{
 		{reason: "same namespace: loopback", host: "unix:///run/podman/podman.sock", same: true, known: true, want: Loopback},
-		{reason: "another namespace: the default gateway", host: "unix:///run/podman/podman.sock", known: true, want: Access{Host: "172.17.0.1"}},
-		{reason: "cannot tell: the gateways decide", host: "unix:///run/podman/podman.sock", want: Access{Host: "172.17.0.1"}, asks: true},
-		{reason: "tcp to loopback has no peer to ask", host: "tcp://127.0.0.1:2375", same: true, known: true, want: Access{Host: "172.17.0.1"}, asks: true},
+		{reason: "another namespace: the default gateway", host: "unix:///run/podman/podman.sock", known: true, want: Access{BindIP: "172.17.0.1", Host: "172.17.0.1"}},
+		{reason: "cannot tell: the gateways decide", host: "unix:///run/podman/podman.sock", want: Access{BindIP: "172.17.0.1", Host: "172.17.0.1"}, asks: true},
+		{reason: "tcp to loopback has no peer to ask", host: "tcp://127.0.0.1:2375", same: true, known: true, want: Access{BindIP: "172.17.0.1", Host: "172.17.0.1"}, asks: true},
 	} {
 		t.Run(tc.reason, func(t *testing.T) {
 			f := enginetest.NewFake()
