@@ -98,20 +98,22 @@ func (o *Orchestrator) create(ctx context.Context, obj object, name string, do f
 			// Cut off before the answer (a broken connection): the daemon
 			// may make it all the same.
 			o.reclaims.add()
+			settle := o.pending(name)
 			go func() {
 				defer o.reclaims.finish()
-				o.reclaim(obj, name, "", r.err)
+				o.reclaim(obj, name, "", r.err, settle)
 			}()
 		}
 		return r.id, r.err
 	case <-ctx.Done():
 	}
 	o.reclaims.add()
+	settle := o.pending(name)
 	go func() {
 		defer o.reclaims.finish()
 		defer cancel()
 		r := <-done
-		o.reclaim(obj, name, r.id, r.err)
+		o.reclaim(obj, name, r.id, r.err, settle)
 	}()
 	return "", ctx.Err()
 }
@@ -119,11 +121,14 @@ func (o *Orchestrator) create(ctx context.Context, obj object, name string, do f
 // reclaim removes what a create the caller gave up on made: the object
 // itself when the daemon answered with its ID; nothing when the daemon
 // answered with an error; and when no answer came, the object found by name
-// within reclaimLook. A failure is kept for Teardown to report.
-func (o *Orchestrator) reclaim(obj object, name, id string, createErr error) {
+// within reclaimLook. A failure is kept for Teardown to report. settle
+// tells the watchdog the create is dealt with, unless the object may still
+// show up (then the watchdog looks for it after the process's end).
+func (o *Orchestrator) reclaim(obj object, name, id string, createErr error, settle func()) {
 	ctx, cancel := context.WithTimeout(context.Background(), reclaimLook)
 	defer cancel()
 	if createErr != nil && !unanswered(createErr) {
+		settle()
 		return // the daemon refused: nothing was made
 	}
 	err := retry.Poll(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.3}, func(ctx context.Context) error {
@@ -139,9 +144,25 @@ func (o *Orchestrator) reclaim(obj object, name, id string, createErr error) {
 		}
 		return nil
 	})
+	if !errors.Is(err, errNotYet) {
+		settle() // removed, or there with the session's label for the watchdog to find
+	}
 	if err != nil && !(errors.Is(err, errNotYet) && createErr != nil) {
 		o.reclaims.fail(fmt.Errorf("heph: remove %s %q, created after its caller gave up: %w", obj.kind, name, err))
 	}
+}
+
+// pending tells the watchdog that the create of name was given up on while
+// the daemon may still carry it out, so that the watchdog looks for it
+// should the process end first (see watchdog.Set.Pending); it returns the
+// function that tells the watchdog the create is dealt with.
+func (o *Orchestrator) pending(name string) (settle func()) {
+	if on, _ := reaperOn(); !on || o.watchdogs == nil {
+		return func() {}
+	}
+	ep := o.watchdogEndpoint()
+	_ = o.watchdogs.Pending(ep, name) // at worst, the watchdog's usual removal
+	return func() { _ = o.watchdogs.Settled(ep, name) }
 }
 
 // errNotYet: the object a create with no answer may make is not there (yet).
