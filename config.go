@@ -118,6 +118,7 @@ type NetworkConfig struct {
 	Internal bool
 
 	internalLabels map[string]string
+	createTimeout  time.Duration // > 0: the create's own time, once its turn came (see createWindow)
 }
 
 // checkMount returns the problem with one mount, naming the part at fault
