@@ -114,6 +114,7 @@ type NetworkConfig struct {
 	Internal bool
 
 	internalLabels map[string]string
+	createTimeout  time.Duration // > 0: the create's own time, once its turn came (see createWindow)
 }
 
 // validate checks every field and returns all problems joined, each matching

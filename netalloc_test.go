@@ -70,7 +70,9 @@ func useLine(t *testing.T) {
 	netalloc.PoolLine.Once.Do(func() {})
 	old := netalloc.PoolLine.Line
 	netalloc.PoolLine.Line = l
-	t.Cleanup(func() { netalloc.PoolLine.Line = old })
+	oldGate := netalloc.CreateGate()
+	netalloc.CreateLine.Gate = turns.NewGateDir(t.TempDir(), netalloc.CreateWindow)
+	t.Cleanup(func() { netalloc.PoolLine.Line, netalloc.CreateLine.Gate = old, oldGate })
 }
 
 // subnetOf returns the subnet the fake daemon gave network id ("" for one
@@ -276,7 +278,7 @@ func TestAllStartsOfATestShareOneNetworkAttempt(t *testing.T) {
 	}
 	st := &testState{t: namedT{name: "TestX"}}
 	errs := eachConcurrently(make([]int, 4), func(int, int) error {
-		_, err := st.network(context.Background(), o)
+		_, err := st.network(context.Background(), o, time.Minute)
 		return err
 	})
 	for _, err := range errs {
@@ -284,7 +286,7 @@ func TestAllStartsOfATestShareOneNetworkAttempt(t *testing.T) {
 	}
 	require.Equal(t, 1, f.CallCount("NetworkCreate"), "one attempt for the test, not one per start")
 	f.Hook = nil
-	_, err := st.network(context.Background(), o)
+	_, err := st.network(context.Background(), o, time.Minute)
 	require.ErrorIs(t, err, boom, "a later start of the failed test fails the same way")
 }
 
@@ -300,4 +302,40 @@ func TestADaemonThatRefusesEverySubnetSendsHephToThePools(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, subnetOf(t, f, n.ID()), "from the pools")
 	require.Equal(t, netalloc.MaxOverlaps+1, f.CallCount("NetworkCreate"), "after a bounded number of refused subnets")
+}
+
+// TestANetworkCreateWaitsItsTurnOutsideItsTimeout: the creates of other
+// tests (here, of this process) hold every turn; a create with a timeout of
+// its own waits for its turn beyond that timeout, within its context, and
+// then has the whole timeout for the create; a create whose context ends in
+// line says it waited for a turn, without a call to the daemon.
+func TestANetworkCreateWaitsItsTurnOutsideItsTimeout(t *testing.T) {
+	o, f := netTestOrchestrator(t, "", false)
+	var leaves []func()
+	for range netalloc.CreateWindow {
+		leave, err := netalloc.CreateGate().Enter(context.Background())
+		require.NoError(t, err)
+		leaves = append(leaves, leave)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := o.CreateNetwork(ctx, NetworkConfig{createTimeout: time.Minute})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "for a turn to create it, in line with")
+	require.Zero(t, f.CallCount("NetworkCreate"), "no call while others had the turns")
+
+	created := make(chan error, 1)
+	go func() {
+		_, err := o.CreateNetwork(context.Background(), NetworkConfig{createTimeout: 50 * time.Millisecond})
+		created <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // longer than its timeout, in line
+	require.Zero(t, f.CallCount("NetworkCreate"))
+	leaves[0]()
+	require.NoError(t, <-created, "its timeout counts from its turn")
+	require.Equal(t, 1, f.CallCount("NetworkCreate"))
+	for _, leave := range leaves[1:] {
+		leave()
+	}
+	require.NoError(t, o.Teardown(context.Background()))
 }

@@ -75,7 +75,7 @@ func (o *Orchestrator) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*N
 	}
 	spec := engine.NetworkSpec{Internal: cfg.Internal, Labels: o.resourceLabels(cfg.Labels, cfg.internalLabels)}
 	var name string
-	id, err := netalloc.Create(ctx, netalloc.Request{API: o.api, Endpoint: o.endpoint, HostEnv: o.hostEnv, Plan: plan, Spec: spec},
+	id, err := netalloc.Create(ctx, netalloc.Request{API: o.api, Endpoint: o.endpoint, HostEnv: o.hostEnv, Plan: plan, Spec: spec, CreateTimeout: cfg.createTimeout},
 		func(ctx context.Context, spec engine.NetworkSpec) (string, error) {
 			spec.Name = newName("net")
 			id, err := o.reclaims.Create(ctx, reclaim.Network(o.api), spec.Name, func(ctx context.Context) (string, error) {

@@ -189,7 +189,7 @@ func newOrchestrator(api engine.API, ep engine.Endpoint, ws *watchdog.Set) *Orch
 	l := sessions.Self().Labels()
 	l[LabelManaged] = "true"
 	l[LabelSession] = session
-	return &Orchestrator{
+	o := &Orchestrator{
 		api:        api,
 		endpoint:   ep,
 		session:    session,
@@ -201,6 +201,20 @@ func newOrchestrator(api engine.API, ep engine.Endpoint, ws *watchdog.Set) *Orch
 		volumes:    map[string]bool{},
 		records:    imagepull.DefaultRecords(),
 	}
+	o.reclaims.Watch = o.pending
+	return o
+}
+
+// pending tells the watchdog that the create of name was given up on while
+// the daemon may still carry it out (see watchdog.Set.Pending); it returns
+// the function that tells the watchdog the create is dealt with.
+func (o *Orchestrator) pending(name string) (settle func()) {
+	if on, _ := reaperOn(); !on || o.watchdogs == nil {
+		return func() {}
+	}
+	ep := o.watchdogEndpoint()
+	_ = o.watchdogs.Pending(ep, name) // at worst, the watchdog's usual removal
+	return func() { _ = o.watchdogs.Settled(ep, name) }
 }
 
 var defaultOrchestrator struct {

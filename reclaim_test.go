@@ -3,6 +3,7 @@ package heph
 import (
 	"context"
 	"io"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,17 +16,21 @@ import (
 )
 
 // lateCreate makes the fake daemon carry out call only after the caller
-// gave up (the test closes gaveUp once the create returned): answered
+// gave up (the test closes gaveUp once the create returned; entered is
+// closed when the call reached the daemon, for the caller to give up then,
+// not after a time that a loaded machine may need just to get there): answered
 // reports the create's success to heph; otherwise the daemon makes the
 // object and heph hears only ctx's error, as when the response is lost
 // (after delay, the daemon making it after heph's first look).
-func lateCreate(f *enginetest.Fake, call string, answered bool, delay time.Duration) (gaveUp chan struct{}) {
-	gaveUp = make(chan struct{})
+func lateCreate(f *enginetest.Fake, call string, answered bool, delay time.Duration) (entered, gaveUp chan struct{}) {
+	entered, gaveUp = make(chan struct{}), make(chan struct{})
 	var inHook atomic.Bool
+	var once sync.Once
 	f.Hook = func(ctx context.Context, c string, arg any) error {
 		if c != call || inHook.Load() {
 			return nil
 		}
+		once.Do(func() { close(entered) })
 		<-gaveUp
 		if answered {
 			return nil // the daemon goes on, and answers the detached request
@@ -47,7 +52,18 @@ func lateCreate(f *enginetest.Fake, call string, answered bool, delay time.Durat
 		}
 		return context.DeadlineExceeded // the request was cut; heph never hears the ID
 	}
-	return gaveUp
+	return entered, gaveUp
+}
+
+// cancelWhenEntered returns a context that ends once entered is closed.
+func cancelWhenEntered(t *testing.T, entered chan struct{}) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		<-entered
+		cancel()
+	}()
+	return ctx
 }
 
 func TestCreatesThatOutliveTheirContextLeaveNothing(t *testing.T) {
@@ -66,9 +82,8 @@ func TestCreatesThatOutliveTheirContextLeaveNothing(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o, f := netTestOrchestrator(t, "", false)
-			gaveUp := lateCreate(f, c.call, c.answered, c.delay)
-			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-			defer cancel()
+			entered, gaveUp := lateCreate(f, c.call, c.answered, c.delay)
+			ctx := cancelWhenEntered(t, entered)
 			var err error
 			if c.call == "ContainerCreate" {
 				_, err = o.CreateContainer(ctx, ContainerConfig{Image: "app:1", Service: "db",
@@ -76,7 +91,7 @@ func TestCreatesThatOutliveTheirContextLeaveNothing(t *testing.T) {
 			} else {
 				_, err = o.CreateNetwork(ctx, NetworkConfig{})
 			}
-			require.ErrorIs(t, err, context.DeadlineExceeded)
+			require.ErrorIs(t, err, context.Canceled)
 			close(gaveUp)
 
 			require.NoError(t, o.Teardown(context.Background()), "Teardown waits for the reclaim, which succeeds")
@@ -115,7 +130,7 @@ func TestTeardownReportsAReclaimThatFails(t *testing.T) {
 	defer func(d time.Duration) { reclaim.Look = d }(reclaim.Look)
 	reclaim.Look = 300 * time.Millisecond
 	refused := enginetest.Conflict("network has active endpoints")
-	gaveUp := lateCreate(f, "NetworkCreate", true, 0)
+	entered, gaveUp := lateCreate(f, "NetworkCreate", true, 0)
 	late := f.Hook
 	f.Hook = func(ctx context.Context, call string, arg any) error {
 		if call == "NetworkRemove" {
@@ -123,10 +138,8 @@ func TestTeardownReportsAReclaimThatFails(t *testing.T) {
 		}
 		return late(ctx, call, arg)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_, err := o.CreateNetwork(ctx, NetworkConfig{})
-	require.ErrorIs(t, err, context.DeadlineExceeded)
+	_, err := o.CreateNetwork(cancelWhenEntered(t, entered), NetworkConfig{})
+	require.ErrorIs(t, err, context.Canceled)
 	close(gaveUp)
 
 	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)

@@ -231,11 +231,15 @@ func RequireDocker(t testing.TB) {
 // first use (Start calls it for every container of the test). Each test and
 // each subtest has its own: its containers reach each other by service name
 // and cannot reach another test's. It is removed when the test ends, after
-// the test's containers. It gets a subnet of its own (see EnvSubnets); when
-// it falls back to Docker's address pools and they are exhausted, creating
-// it waits its turn while other tests free theirs, for up to
-// DefaultStartupTimeout; then the test fails with what happened and what to
-// do. TestNetwork must be called from the test's goroutine.
+// the test's containers. It gets a subnet of its own (see EnvSubnets). The
+// daemon makes networks little faster many at once, so the creates of all
+// heph processes of this user take turns, a few at a time, in order: the
+// create has the startup timeout (DefaultStartupTimeout here, the request's
+// in Start) once its turn has come, which may take up to five times as
+// long. When it falls back to Docker's address pools and they are
+// exhausted, it waits while other tests free theirs. On failure the test
+// fails with what happened and what to do. TestNetwork must be called from
+// the test's goroutine.
 func TestNetwork(t testing.TB) *Network {
 	t.Helper()
 	st := stateOf(t)
@@ -243,14 +247,17 @@ func TestNetwork(t testing.TB) *Network {
 	if err != nil {
 		t.Fatalf("%v", errs.Op("test network", "", nil, err))
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), DefaultStartupTimeout)
-	defer cancel()
-	n, err := st.network(ctx, o)
+	n, err := st.network(t.Context(), o, DefaultStartupTimeout)
 	if err != nil {
 		t.Fatalf("%v", errs.Op("test network", "", nil, err))
 	}
 	return n
 }
+
+// lineWaits bounds a test's wait for its turn to create its network, in
+// startup timeouts: a suite of hundreds of tests at once waits for the
+// daemon to make their networks one after another.
+const lineWaits = 5
 
 // testState is what heph holds for one test: its network, its containers
 // and its log followers. Its teardown is the test's one heph cleanup.
@@ -305,9 +312,7 @@ func (st *testState) start(r ContainerRequest) (*Container, error) {
 	if r.shared { // it joins the test's network when the test has one
 		return r.start(ctx, o, nil, st.t.Name(), st)
 	}
-	nctx, cancel := context.WithTimeout(ctx, r.opts.startupTimeout)
-	net, err := st.network(nctx, o)
-	cancel()
+	net, err := st.network(ctx, o, r.opts.startupTimeout)
 	if err != nil {
 		return nil, errs.Op("test network", "", nil, err)
 	}
@@ -317,12 +322,16 @@ func (st *testState) start(r ContainerRequest) (*Container, error) {
 // network returns the test's network, creating it the first time. A test
 // makes one attempt: the concurrent starts of StartAll wait for it, and when
 // it fails they all fail with its error instead of each trying a network of
-// its own.
-func (st *testState) network(ctx context.Context, o *Orchestrator) (*Network, error) {
+// its own. The create has timeout once its turn in the line of network
+// creates has come; the turn may take up to lineWaits times as long.
+func (st *testState) network(ctx context.Context, o *Orchestrator, timeout time.Duration) (*Network, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.net == nil && st.netErr == nil {
-		st.net, st.netErr = o.CreateNetwork(ctx, NetworkConfig{internalLabels: map[string]string{LabelTest: st.t.Name()}})
+		lctx, cancel := context.WithTimeout(ctx, lineWaits*timeout)
+		defer cancel()
+		st.net, st.netErr = o.CreateNetwork(lctx, NetworkConfig{internalLabels: map[string]string{LabelTest: st.t.Name()}, createTimeout: timeout})
+		ctx = lctx
 		for _, c := range st.containers {
 			if st.netErr == nil && c.attach != nil { // a shared container the test took before it had a network
 				if err := c.attach.Join(ctx, st.net.name); err != nil {

@@ -76,6 +76,12 @@ func Network(api engine.API) Kind {
 // Set runs the reclaims of one owner (an Orchestrator). The zero value is
 // ready to use.
 type Set struct {
+	// Watch, when set, is told the name of each create given up on while
+	// the daemon may still carry it out (the watchdog then looks for it
+	// should the process end first); the function it returns is called
+	// once the create is dealt with.
+	Watch func(name string) (settle func())
+
 	mu      sync.Mutex
 	pending int
 	idle    chan struct{} // closed while pending is 0
@@ -108,20 +114,22 @@ func (s *Set) Create(ctx context.Context, k Kind, name string, do func(context.C
 			// Cut off before the answer (a broken connection): the daemon
 			// may make it all the same.
 			s.add()
+			settle := s.watch(name)
 			go func() {
 				defer s.finish()
-				s.reclaim(k, name, "", r.err)
+				s.reclaim(k, name, "", r.err, settle)
 			}()
 		}
 		return r.id, r.err
 	case <-ctx.Done():
 	}
 	s.add()
+	settle := s.watch(name)
 	go func() {
 		defer s.finish()
 		defer cancel()
 		r := <-done
-		s.reclaim(k, name, r.id, r.err)
+		s.reclaim(k, name, r.id, r.err, settle)
 	}()
 	return "", ctx.Err()
 }
@@ -129,11 +137,14 @@ func (s *Set) Create(ctx context.Context, k Kind, name string, do func(context.C
 // reclaim removes what a create the caller gave up on made: the object
 // itself when the daemon answered with its ID; nothing when the daemon
 // answered with an error; and when no answer came, the object found by name
-// within Look. A failure is kept for Wait to report.
-func (s *Set) reclaim(k Kind, name, id string, createErr error) {
+// within Look. A failure is kept for Wait to report. settle tells Watch
+// the create is dealt with, unless the object may still show up (then the
+// watchdog looks for it after the process's end).
+func (s *Set) reclaim(k Kind, name, id string, createErr error, settle func()) {
 	ctx, cancel := context.WithTimeout(context.Background(), Look)
 	defer cancel()
 	if createErr != nil && !Unanswered(createErr) {
+		settle()
 		return // the daemon refused: nothing was made
 	}
 	err := retry.Poll(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.3}, func(ctx context.Context) error {
@@ -149,9 +160,20 @@ func (s *Set) reclaim(k Kind, name, id string, createErr error) {
 		}
 		return nil
 	})
+	if !errors.Is(err, errNotYet) {
+		settle() // removed, or there with the session's label for the watchdog to find
+	}
 	if err != nil && !(errors.Is(err, errNotYet) && createErr != nil) {
 		s.fail(fmt.Errorf("heph: remove %s %q, created after its caller gave up: %w", k.Name, name, err))
 	}
+}
+
+// watch tells Watch of a create given up on.
+func (s *Set) watch(name string) (settle func()) {
+	if s.Watch == nil {
+		return func() {}
+	}
+	return s.Watch(name)
 }
 
 // errNotYet: the object a create with no answer may make is not there (yet).

@@ -9,11 +9,13 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/retry"
 	"github.com/heph-go/heph/internal/sessions"
 	"github.com/heph-go/heph/internal/shared"
 )
@@ -133,6 +135,13 @@ func Serve(ctx context.Context, api engine.API, in io.Reader, p sessions.RetryPo
 	if len(cmds.Sessions) > 0 {
 		logf("parent gone; removing the resources of %d session(s)", len(cmds.Sessions))
 		removed, kept, err = sessions.Removal{API: api, Sessions: cmds.Sessions, Keep: cmds.Keep, Policy: p, Logf: logf}.Run(ctx)
+		if len(cmds.Pending) > 0 {
+			more, k, perr := awaitPending(ctx, api, cmds, append(removed, kept...), p, logf)
+			removed, kept = append(removed, more...), append(kept, k...)
+			if perr != nil {
+				err = perr
+			}
+		}
 	}
 	if len(cmds.Leases) > 0 {
 		for _, k := range expireShared(ctx, api, cmds.Leases, logf) {
@@ -140,6 +149,60 @@ func Serve(ctx context.Context, api engine.API, in io.Reader, p sessions.RetryPo
 		}
 	}
 	return removed, kept, err
+}
+
+// PendingGrace bounds how long, after the parent's end, the watchdog looks
+// for the objects of the creates the parent left pending (a variable for
+// tests).
+var PendingGrace = 3 * time.Minute
+
+// pendingPoll paces the watchdog's looks for pending creates.
+const pendingPoll = 500 * time.Millisecond
+
+// awaitPending goes on removing the sessions' resources until every object
+// whose create the parent left pending has shown up (and been removed or
+// kept), or PendingGrace has passed. A busy daemon works through a queue of
+// creates and may carry one out minutes after its caller gave up and the
+// process ended: a single removal right after the parent's end would find
+// nothing yet, and the network made later would be left, holding its
+// subnet. seen are the resources the first removal already dealt with.
+func awaitPending(ctx context.Context, api engine.API, cmds Commands, seen []sessions.Resource, p sessions.RetryPolicy, logf func(string, ...any)) (removed, kept []sessions.Resource, err error) {
+	left := map[string]bool{}
+	for _, name := range cmds.Pending {
+		left[name] = true
+	}
+	note := func(rs []sessions.Resource) {
+		for _, r := range rs {
+			delete(left, r.Name)
+		}
+	}
+	note(seen)
+	start := time.Now()
+	for len(left) > 0 {
+		if time.Since(start) > PendingGrace {
+			logf("%d pending create(s) did not show up within %s: %s", len(left), PendingGrace, strings.Join(sortedNames(left), ", "))
+			return removed, kept, err
+		}
+		logf("waiting for %d pending create(s) to show up: %s", len(left), strings.Join(sortedNames(left), ", "))
+		if serr := retry.Sleep(ctx, pendingPoll); serr != nil {
+			return removed, kept, serr
+		}
+		var rm, k []sessions.Resource
+		rm, k, err = sessions.Removal{API: api, Sessions: cmds.Sessions, Keep: cmds.Keep, Policy: p, Logf: logf}.Run(ctx)
+		removed, kept = append(removed, rm...), append(kept, k...)
+		note(rm)
+		note(k)
+	}
+	return removed, kept, err
+}
+
+func sortedNames(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // expireShared runs shared.Expiry.AfterParent for the keys the parent held
@@ -169,6 +232,10 @@ type Commands struct {
 	// Leases are the content keys of the shared containers the parent
 	// held, in the order they came.
 	Leases []string
+	// Pending are the names of the objects whose create the parent gave up
+	// on while the daemon may still carry it out, and which the parent did
+	// not settle (see Set.Pending), in the order they came.
+	Pending []string
 }
 
 // ReadCommands is Read, for callers that need the sessions and keeps only.
@@ -183,6 +250,8 @@ func Read(in io.Reader, logf func(string, ...any)) (Commands, error) {
 	seen := map[string]bool{}
 	c := Commands{Keep: map[string]bool{}}
 	leased := map[string]bool{}
+	pending := map[string]bool{}
+	var pendingOrder []string
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -207,8 +276,20 @@ func Read(in io.Reader, logf func(string, ...any)) (Commands, error) {
 			c.Leases = append(c.Leases, arg)
 			logf("parent holds shared %s", arg[:12])
 		case verb == "lease":
+		case verb == "pending" && !pending[arg]:
+			pending[arg] = true
+			pendingOrder = append(pendingOrder, arg)
+			logf("a create of %s may still be carried out", arg)
+		case verb == "pending":
+		case verb == "settled":
+			pending[arg] = false
 		default:
 			logf("ignored line %s: unknown command", strconv.QuoteToASCII(line))
+		}
+	}
+	for _, name := range pendingOrder {
+		if pending[name] {
+			c.Pending = append(c.Pending, name)
 		}
 	}
 	return c, sc.Err()

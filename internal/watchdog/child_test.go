@@ -213,3 +213,54 @@ func TestChildEnv(t *testing.T) {
 		"no coverage profile for the watchdog, no inherited config; everything else as it is, in order")
 	require.Equal(t, []string{`HEPH_WATCHDOG={}`}, childEnv(nil, "{}"))
 }
+
+func TestReadCommandsPendingCreatesLessTheSettledOnes(t *testing.T) {
+	c, err := Read(strings.NewReader("session s1\npending n1\npending n2\npending n1\nsettled n2\npending n3\nsettled n9\n"), func(string, ...any) {})
+	require.NoError(t, err)
+	require.Equal(t, []string{"n1", "n3"}, c.Pending, "in the order they came, each once, the settled ones left out")
+}
+
+// TestServeWaitsForAPendingCreateToShowUp: the parent gave up on the create
+// of heph-net-late and ended; the busy daemon makes the network only after
+// the watchdog's first removal found nothing. The watchdog removes it.
+func TestServeWaitsForAPendingCreateToShowUp(t *testing.T) {
+	ctx := context.Background()
+	f := enginetest.NewFake()
+	_, err := f.ContainerCreate(ctx, engine.ContainerSpec{Name: "web", Image: "app", Labels: of("s1")})
+	require.NoError(t, err)
+	var log logger
+	made := make(chan error, 1)
+	go func() { // the daemon carries the create out once the watchdog waits for it
+		waits := func() bool {
+			return slices.ContainsFunc(log.all(), func(l string) bool { return strings.HasPrefix(l, "waiting for 1 pending create(s)") })
+		}
+		for start := time.Now(); !waits(); time.Sleep(time.Millisecond) {
+			if time.Since(start) > time.Minute {
+				made <- errors.New("the watchdog never waited for the pending create")
+				return
+			}
+		}
+		_, err := f.NetworkCreate(ctx, engine.NetworkSpec{Name: "heph-net-late", Labels: of("s1")})
+		made <- err
+	}()
+	removed, kept, err := Serve(ctx, f, strings.NewReader("session s1\npending heph-net-late\npending heph-c-settled\nsettled heph-c-settled\n"), fast, log.logf)
+	require.NoError(t, err)
+	require.NoError(t, <-made)
+	require.Empty(t, kept)
+	require.Equal(t, []string{"container web", "network heph-net-late"}, names(removed))
+	c, n, _ := f.Counts()
+	require.Zero(t, c)
+	require.Zero(t, n, "the late network is gone")
+	require.Contains(t, log.all(), "waiting for 1 pending create(s) to show up: heph-net-late", "a settled create is not waited for")
+}
+
+func TestServeGivesUpOnAPendingCreateThatNeverShowsUp(t *testing.T) {
+	defer func(g time.Duration) { PendingGrace = g }(PendingGrace)
+	PendingGrace = 50 * time.Millisecond
+	f := enginetest.NewFake()
+	var log logger
+	removed, _, err := Serve(context.Background(), f, strings.NewReader("session s1\npending heph-net-never\n"), fast, log.logf)
+	require.NoError(t, err, "a create the daemon refused made nothing: no failure")
+	require.Empty(t, removed)
+	require.Contains(t, log.all(), "1 pending create(s) did not show up within 50ms: heph-net-never")
+}

@@ -252,3 +252,20 @@ func TestSetStartsTheProcessByDefault(t *testing.T) {
 	require.ErrorContains(t, err, "exited before it was ready")
 	require.ErrorContains(t, err, "HEPH_REAPER=off")
 }
+
+func TestPendingCreatesAreToldAndReplayedUntilSettled(t *testing.T) {
+	f := &fakeWatchdogs{}
+	set := &Set{Start: f.start}
+	require.NoError(t, set.Pending(sock, "heph-net-1"), "no watchdog yet: nothing to tell")
+	require.Zero(t, f.starts())
+	require.NoError(t, set.Announce("s1", sock))
+	require.NoError(t, set.Pending(sock, "heph-net-1"))
+	require.NoError(t, set.Pending(sock, "heph-net-2"))
+	require.NoError(t, set.Settled(sock, "heph-net-1"))
+	require.ErrorContains(t, set.Pending(sock, "a b"), `name "a b" cannot be pending`)
+	require.Equal(t, []string{"session s1", "pending heph-net-1", "pending heph-net-2", "settled heph-net-1"}, f.watchdog(0).lines(t))
+	close(f.watchdog(0).exited)
+	require.NoError(t, set.Settled(sock, "heph-net-3"))
+	require.Equal(t, []string{"session s1", "pending heph-net-2"}, f.watchdog(1).lines(t),
+		"a replacement is told what is still pending, and nothing of what never was")
+}

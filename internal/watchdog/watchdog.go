@@ -124,6 +124,7 @@ type Watchdog struct {
 	sessions map[string]bool
 	kept     map[string]bool
 	leases   map[string]bool // keys of shared containers the parent holds
+	pending  map[string]bool // names of creates given up on, not settled
 }
 
 // NewFake is a Watchdog that writes its commands to w and is dead once
@@ -220,6 +221,35 @@ func (s *Set) Keep(ep engine.Endpoint, ids ...string) error {
 	return nil
 }
 
+// Pending tells the watchdog of ep's daemon that the process gave up on the
+// create of the object called name while the daemon may still carry it
+// out: should the process end before it settles it (Settled), the watchdog
+// goes on looking for the object after the process's end, for a while
+// (PendingGrace), and removes it. Without a watchdog for ep there is nothing
+// to tell.
+func (s *Set) Pending(ep engine.Endpoint, name string) error {
+	return s.pendingVerb(ep, "pending", name)
+}
+
+// Settled tells the watchdog of ep's daemon that the create of name,
+// earlier Pending, is dealt with: what it made was removed, or it made
+// nothing.
+func (s *Set) Settled(ep engine.Endpoint, name string) error {
+	return s.pendingVerb(ep, "settled", name)
+}
+
+func (s *Set) pendingVerb(ep engine.Endpoint, verb, name string) error {
+	if !sessions.ValidID(name) {
+		return fmt.Errorf("%w: name %q cannot be %s", errs.Watchdog, name, verb)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byKey[key(ep)] == nil {
+		return nil
+	}
+	return s.send(ep, verb, name)
+}
+
 // send writes one command to ep's watchdog, starting it when there is none
 // and replacing it (telling the new one every earlier command) when it is
 // dead or its pipe is broken. A dead watchdog stays in the set, with what it
@@ -256,6 +286,9 @@ func (s *Set) send(ep engine.Endpoint, verb, arg string) error {
 		}
 		for _, k := range sortedKeys(w.leases) {
 			cmds = append(cmds, [2]string{"lease", k})
+		}
+		for _, name := range sortedKeys(w.pending) {
+			cmds = append(cmds, [2]string{"pending", name})
 		}
 	}
 	if w == nil || !w.told(verb, arg) {
@@ -303,6 +336,11 @@ func (w *Watchdog) remember(verb, arg string) {
 		m = &w.kept
 	case "lease":
 		m = &w.leases
+	case "pending":
+		m = &w.pending
+	case "settled":
+		delete(w.pending, arg)
+		return
 	}
 	if *m == nil {
 		*m = map[string]bool{}
@@ -317,6 +355,10 @@ func (w *Watchdog) told(verb, arg string) bool {
 		return w.kept[arg]
 	case "lease":
 		return w.leases[arg]
+	case "pending":
+		return w.pending[arg]
+	case "settled":
+		return !w.pending[arg] // a new watchdog is not told of it
 	}
 	return w.sessions[arg]
 }
