@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"sync"
@@ -355,31 +356,12 @@ func (st *testState) followLogs(c *Container) {
 	st.logs.Add(1)
 	go func() {
 		defer st.logs.Done()
-		logLine := func(line string) { st.t.Logf("[%s] %s", c.service, c.secrets.String(line)) }
-		printed := 0
-		if r, err := c.logs(st.logCtx, engine.LogOptions{Follow: true, Since: c.logsSince}); err == nil {
-			printed, _ = logtext.Lines(r, logLine)
-			r.Close()
-		} else if st.logCtx.Err() == nil {
-			st.t.Logf("heph: [%s] cannot follow logs: %s", c.service, errs.Strip(err.Error()))
-		}
-		// The teardown may stop (or even forestall) the stream before it
-		// delivered all the container wrote: read the rest once, without
-		// following.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		rest, err := c.logs(ctx, engine.LogOptions{Since: c.logsSince})
-		if err != nil {
-			return
-		}
-		defer rest.Close()
-		logtext.Lines(rest, func(line string) {
-			if printed > 0 {
-				printed--
-				return
-			}
-			logLine(line)
-		})
+		logtext.Follow(st.logCtx,
+			func(ctx context.Context, follow bool) (io.ReadCloser, error) {
+				return c.logs(ctx, engine.LogOptions{Follow: follow, Since: c.logsSince})
+			},
+			func(line string) { st.t.Logf("[%s] %s", c.service, c.secrets.String(line)) },
+			func(err error) { st.t.Logf("heph: [%s] cannot follow logs: %s", c.service, errs.Strip(err.Error())) })
 	}()
 }
 

@@ -6,10 +6,12 @@ package logtext
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 )
 
 // Max bounds a line of a container's output that heph prints: the
@@ -84,4 +86,34 @@ func Block(b *strings.Builder, lines []string, err error) {
 			b.WriteString("\n  | " + l)
 		}
 	}
+}
+
+// Follow prints (with print) each line of a container's output from open's
+// stream, following it until ctx ends; then, since the end of ctx may stop
+// (or even forestall) the stream before it delivered all the container
+// wrote, it reads the whole output once more, without following, and prints
+// the lines the stream had not. A stream that cannot be opened while ctx
+// lasts is reported with failed.
+func Follow(ctx context.Context, open func(ctx context.Context, follow bool) (io.ReadCloser, error), print func(string), failed func(error)) {
+	printed := 0
+	if r, err := open(ctx, true); err == nil {
+		printed, _ = Lines(r, print)
+		r.Close()
+	} else if ctx.Err() == nil {
+		failed(err)
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rest, err := open(rctx, false)
+	if err != nil {
+		return
+	}
+	defer rest.Close()
+	Lines(rest, func(line string) {
+		if printed > 0 {
+			printed--
+			return
+		}
+		print(line)
+	})
 }

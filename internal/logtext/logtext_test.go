@@ -1,6 +1,7 @@
 package logtext
 
 import (
+	"context"
 	"errors"
 	"io"
 	"strings"
@@ -60,4 +61,33 @@ func TestTailAndBlock(t *testing.T) {
 		Block(&b, tc.lines, tc.err)
 		require.Equal(t, tc.want, b.String())
 	}
+}
+
+func TestFollowPrintsTheRestTheStreamMissed(t *testing.T) {
+	var printed []string
+	Follow(context.Background(),
+		func(_ context.Context, follow bool) (io.ReadCloser, error) {
+			if follow {
+				return io.NopCloser(strings.NewReader("a\nb\n")), nil // cut short after two lines
+			}
+			return io.NopCloser(strings.NewReader("a\nb\nc\n")), nil
+		},
+		func(l string) { printed = append(printed, l) },
+		func(err error) { t.Fatalf("unexpected failure: %v", err) })
+	require.Equal(t, []string{"a", "b", "c"}, printed, "each line once, in order")
+
+	printed = nil
+	var failures []error
+	boom := errors.New("boom")
+	Follow(context.Background(),
+		func(_ context.Context, follow bool) (io.ReadCloser, error) {
+			if follow {
+				return nil, boom
+			}
+			return io.NopCloser(strings.NewReader("x\n")), nil
+		},
+		func(l string) { printed = append(printed, l) },
+		func(err error) { failures = append(failures, err) })
+	require.Equal(t, []error{boom}, failures, "a stream that cannot be opened is reported")
+	require.Equal(t, []string{"x"}, printed, "and the output is still read once")
 }
