@@ -15,6 +15,7 @@ import (
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/enginetest"
 	"github.com/heph-go/heph/internal/netalloc"
+	"github.com/heph-go/heph/internal/parallel"
 	"github.com/heph-go/heph/internal/subnet"
 	"github.com/heph-go/heph/internal/turns"
 )
@@ -277,7 +278,7 @@ func TestAllStartsOfATestShareOneNetworkAttempt(t *testing.T) {
 		return nil
 	}
 	st := &testState{t: namedT{name: "TestX"}}
-	errs := eachConcurrently(make([]int, 4), func(int, int) error {
+	errs := parallel.Each(make([]int, 4), func(int, int) error {
 		_, err := st.network(context.Background(), o, time.Minute)
 		return err
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/heph-go/heph/internal/envflag"
 	"github.com/heph-go/heph/internal/imagepull"
 	"github.com/heph-go/heph/internal/labels"
+	"github.com/heph-go/heph/internal/parallel"
 	"github.com/heph-go/heph/internal/reclaim"
 	"github.com/heph-go/heph/internal/registryauth"
 	"github.com/heph-go/heph/internal/retry"
@@ -327,7 +328,7 @@ func (o *Orchestrator) Teardown(ctx context.Context) error {
 	ids := slices.Collect(maps.Keys(o.containers))
 	o.mu.Unlock()
 
-	errs := eachConcurrently(ids, func(_ int, id string) error {
+	errs := parallel.Each(ids, func(_ int, id string) error {
 		_, err := retry.Answered(ctx, func() error { return o.RemoveContainer(ctx, id) })
 		if !errors.Is(err, ErrContainerNotFound) {
 			return err
@@ -354,18 +355,10 @@ func (o *Orchestrator) Teardown(ctx context.Context) error {
 // and the heph-made ones its containers mounted, unless a container of
 // another session still uses them (see sessions.RemoveVolumes).
 func (o *Orchestrator) removeSessionVolumes(ctx context.Context) error {
-	vols, err := o.api.VolumeList(ctx, engine.Filter{}.Add("label", LabelSession+"="+o.session))
-	if err != nil {
-		return wrap("list volumes of session", o.session, err, nil)
-	}
-	own := make([]string, 0, len(vols))
-	for _, v := range vols {
-		own = append(own, v.Name)
-	}
 	o.mu.Lock()
 	mounted := slices.Sorted(maps.Keys(o.volumes))
 	o.mu.Unlock()
-	removed, err := sessions.RemoveVolumes(ctx, o.api, own, mounted)
+	removed, err := sessions.RemoveSessionVolumes(ctx, o.api, o.session, mounted)
 	o.mu.Lock()
 	for _, v := range removed {
 		delete(o.volumes, v)
@@ -399,20 +392,4 @@ func (o *Orchestrator) nameOf(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-// eachConcurrently calls f for every item at once and returns their errors,
-// in the order of items (nil where f succeeded), when all have returned.
-func eachConcurrently[T any](items []T, f func(i int, item T) error) []error {
-	errs := make([]error, len(items))
-	var wg sync.WaitGroup
-	for i, item := range items {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = f(i, item)
-		}()
-	}
-	wg.Wait()
-	return errs
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/heph-go/heph/internal/engine"
 	"github.com/heph-go/heph/internal/enginetest"
 	"github.com/heph-go/heph/internal/imagepull"
+	"github.com/heph-go/heph/internal/parallel"
 	"github.com/heph-go/heph/internal/registryauth"
 )
 
@@ -325,7 +326,7 @@ func TestEachConcurrentlyKeepsTheOrderOfItems(t *testing.T) {
 	items := []int{0, 1, 2, 3, 4, 5, 6, 7}
 	var wg sync.WaitGroup
 	wg.Add(len(items))
-	errs := eachConcurrently(items, func(i, item int) error {
+	errs := parallel.Each(items, func(i, item int) error {
 		if i != item {
 			return errors.New("wrong index")
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/heph-go/heph/internal/envflag"
 	"github.com/heph-go/heph/internal/errs"
 	"github.com/heph-go/heph/internal/logtext"
+	"github.com/heph-go/heph/internal/parallel"
 	"github.com/heph-go/heph/internal/redact"
 	"github.com/heph-go/heph/internal/retry"
 	"github.com/heph-go/heph/internal/sessions"
@@ -72,7 +73,7 @@ func StartAll(t testing.TB, reqs ...ContainerRequest) []*Container {
 	t.Helper()
 	st := stateOf(t)
 	cs := make([]*Container, len(reqs))
-	failures := eachConcurrently(reqs, func(i int, r ContainerRequest) error {
+	failures := parallel.Each(reqs, func(i int, r ContainerRequest) error {
 		var err error
 		if cs[i], err = st.start(r); err != nil {
 			return r.secrets().Error(errs.Op("start "+r.String(), "", nil, err))
@@ -412,7 +413,7 @@ func (st *testState) teardown() {
 
 // terminate terminates containers concurrently, reporting failures.
 func (st *testState) terminate(ctx context.Context, containers []*Container) {
-	eachConcurrently(containers, func(_ int, c *Container) error {
+	parallel.Each(containers, func(_ int, c *Container) error {
 		st.remove(ctx, "container "+c.name, func() error { return c.Terminate(ctx) })
 		return nil
 	})

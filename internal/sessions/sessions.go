@@ -658,3 +658,18 @@ func KeepNote(env, mode, test string, containers []Kept, network string) string 
 	fmt.Fprintf(&b, "\n  remove them with: %s", strings.Join(remove, " && "))
 	return b.String()
 }
+
+// RemoveSessionVolumes removes the named volumes labelled with session and,
+// of mounted, those heph made (see RemoveVolumes), and returns the names
+// removed.
+func RemoveSessionVolumes(ctx context.Context, api engine.API, session string, mounted []string) ([]string, error) {
+	vols, err := api.VolumeList(ctx, engine.Filter{}.Add("label", labels.Session+"="+session))
+	if err != nil {
+		return nil, engine.Op("list volumes of session", session, err, nil)
+	}
+	own := make([]string, 0, len(vols))
+	for _, v := range vols {
+		own = append(own, v.Name)
+	}
+	return RemoveVolumes(ctx, api, own, mounted)
+}
