@@ -316,33 +316,80 @@ func mountAt(log, target string) (mountInfo, bool) {
 	return mountInfo{}, false
 }
 
+// TestTeardownLeavesNothing: after Teardown, nothing of the session is left
+// on the daemon: no container (running, ignoring SIGTERM, or never
+// started), no network, no volume (named or anonymous).
 func TestTeardownLeavesNothing(t *testing.T) {
 	t.Parallel()
 	o := testenv.Orchestrator(t)
 	ctx := context.Background()
 	net, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
 	require.NoError(t, err)
+	volume := "heph-test-leaves-" + o.Session()[:8]
+	var anonymous string // the daemon names it; it carries no label
 	for i := range 3 {
 		cmd := []string{"-http", ":8080"}
-		if i == 2 {
+		var mounts []heph.Mount
+		switch i {
+		case 1:
+			mounts = []heph.Mount{{Type: heph.MountVolume, Source: volume, Target: "/vol"}}
+		case 2:
 			cmd = append(cmd, "-ignore-sigterm")
+			mounts = []heph.Mount{{Type: heph.MountVolume, Target: "/anon"}}
 		}
-		run(t, o, heph.ContainerConfig{Image: testenv.Image(t), Cmd: cmd, Networks: []string{net.Name()}})
+		c := run(t, o, heph.ContainerConfig{Image: testenv.Image(t), Cmd: cmd, Networks: []string{net.Name()}, Mounts: mounts})
+		if i == 2 {
+			info, err := testenv.Docker(t).ContainerInspect(ctx, c.ID(), client.ContainerInspectOptions{})
+			require.NoError(t, err)
+			require.Len(t, info.Container.Mounts, 1)
+			anonymous = info.Container.Mounts[0].Name
+			require.NotEmpty(t, anonymous)
+		}
 	}
 	_, err = o.CreateContainer(ctx, heph.ContainerConfig{Image: testenv.Image(t), Networks: []string{net.Name()}}) // created, never started
 	require.NoError(t, err)
 	require.Len(t, sessionContainers(t, o), 4)
+	left := sessionObjects(t, o.Session())
+	require.Len(t, left.networks, 1, "the session's network exists before the teardown")
+	require.Equal(t, []string{volume}, left.volumes, "the session's named volume exists before the teardown")
 
 	start := time.Now()
 	require.NoError(t, o.Teardown(ctx))
-	t.Logf("teardown of 4 containers and a network took %s", time.Since(start))
+	t.Logf("teardown of 4 containers, a network and 2 volumes took %s", time.Since(start))
 	require.Empty(t, sessionContainers(t, o))
-	all, err := o.ListContainers(ctx)
-	require.NoError(t, err)
-	for _, c := range all {
-		require.NotEqual(t, o.Session(), c.Labels[heph.LabelSession], "container %s of this session is left", c.Name)
-	}
+	require.Equal(t, objects{}, sessionObjects(t, o.Session()), "left by the session after its teardown")
+	_, err = testenv.Docker(t).VolumeInspect(ctx, anonymous, client.VolumeInspectOptions{})
+	require.Error(t, err, "the anonymous volume %s is left", anonymous)
 	require.NoError(t, o.Teardown(ctx), "Teardown is idempotent")
+}
+
+// objects are the names of what a session has on the daemon.
+type objects struct{ containers, networks, volumes []string }
+
+// sessionObjects lists, with the raw SDK, every container (running or
+// not), network and volume labelled with the session.
+func sessionObjects(t *testing.T, session string) objects {
+	t.Helper()
+	ctx := context.Background()
+	raw := testenv.Docker(t)
+	f := make(client.Filters).Add("label", heph.LabelSession+"="+session)
+	var got objects
+	cs, err := raw.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	require.NoError(t, err)
+	for _, c := range cs.Items {
+		got.containers = append(got.containers, c.Names...)
+	}
+	ns, err := raw.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	require.NoError(t, err)
+	for _, n := range ns.Items {
+		got.networks = append(got.networks, n.Name)
+	}
+	vs, err := raw.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+	require.NoError(t, err)
+	for _, v := range vs.Items {
+		got.volumes = append(got.volumes, v.Name)
+	}
+	return got
 }
 
 func TestListContainersSeesOtherOrchestrators(t *testing.T) {
