@@ -393,10 +393,10 @@ func TestKeepFailedLeavesThemAndSaysHowToRemoveThem(t *testing.T) {
 	require.NoError(t, err)
 }
 
-// TestLogsToTest: HEPH_LOGS=1, and WithLogsToTest without it, stream the
+// TestLogsStreamedToTheTest: HEPH_LOGS=1, and WithLogsToTest without it, stream the
 // container's whole output into the test log, each line once, in order;
 // without either, none of it.
-func TestLogsToTest(t *testing.T) {
+func TestLogsStreamedToTheTest(t *testing.T) {
 	t.Parallel()
 	want := []string{"line one", "line two", "ready"}
 	for _, tc := range []struct {

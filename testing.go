@@ -343,7 +343,7 @@ func (st *testState) followLogs(c *Container) {
 		}
 		defer rest.Close()
 		logLines(rest, func(line string) {
-			if false && printed > 0 {
+			if printed > 0 {
 				printed--
 				return
 			}
