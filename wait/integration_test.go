@@ -288,10 +288,10 @@ func TestIntegrationNotReadyBeforeListening(t *testing.T) {
 	o := testenv.Orchestrator(t)
 
 	type check struct {
-		name    string
-		listen  string // the app's line for the port checked
-		make    func() wait.Strategy
-		target  float64 // ms: the median latency must be within twice this
+		name   string
+		listen string // the app's line for the port checked
+		make   func() wait.Strategy
+		target float64 // ms: the median latency must be within twice this
 	}
 	checks := []check{
 		{"ForListeningPort(8080) http", "testapp: listening http ", func() wait.Strategy { return wait.ForListeningPort("8080") }, latencyTarget},

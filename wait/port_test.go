@@ -362,8 +362,10 @@ func TestForListeningPortCancelWhileHeld(t *testing.T) {
 	tg := waittest.New()
 	tg.Publish("8080", listen(t, hold))
 	ctx, cancel := context.WithCancel(context.Background())
-	after(t, 100*time.Millisecond, cancel) // after the re-check's dial (50 ms)
-	s := wait.ForListeningPort("8080").WithReadWindow(50 * time.Millisecond) // hold 250 ms: ready at 300 ms
+	// Read window 50 ms, hold 250 ms: ready at 300 ms. The cancel comes
+	// after the re-check's dial (50 ms), while both connections are held.
+	after(t, 100*time.Millisecond, cancel)
+	s := wait.ForListeningPort("8080").WithReadWindow(50 * time.Millisecond)
 	start := time.Now()
 	err := s.Wait(ctx, tg)
 	took := time.Since(start)
