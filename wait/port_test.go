@@ -362,13 +362,13 @@ func TestForListeningPortCancelWhileHeld(t *testing.T) {
 	tg := waittest.New()
 	tg.Publish("8080", listen(t, hold))
 	ctx, cancel := context.WithCancel(context.Background())
-	// Read window 50 ms, hold 250 ms: ready at 300 ms. The cancel comes
-	// after the re-check's dial (50 ms), while both connections are held.
-	after(t, 100*time.Millisecond, cancel)
-	s := wait.ForListeningPort("8080").WithReadWindow(50 * time.Millisecond)
+	// Read window 200 ms, hold 1 s: ready at 1.2 s. The cancel comes after
+	// the re-check's dial (200 ms), while both connections are held.
+	after(t, 400*time.Millisecond, cancel)
+	s := wait.ForListeningPort("8080").WithReadWindow(200 * time.Millisecond)
 	start := time.Now()
 	err := s.Wait(ctx, tg)
 	took := time.Since(start)
 	require.ErrorIs(t, err, context.Canceled)
-	require.Less(t, took, 290*time.Millisecond, "the cancel did not end the held reads")
+	require.Less(t, took, 1100*time.Millisecond, "the cancel did not end the held reads")
 }
