@@ -655,11 +655,11 @@ func TestIntegrationForLog(t *testing.T) {
 
 	t.Run("a line that never comes times out", func(t *testing.T) {
 		o := testenv.Orchestrator(t)
-		// The timeout covers the create and start too: 10 s leaves the
-		// wait time to read the lines even when the suite's load makes the
-		// start take seconds.
+		// The timeout covers the create and start too: 30 s leaves the
+		// wait time to read the lines even when the load makes the start
+		// take more than 10 s (seen on a shared 2-core machine).
 		req := heph.NewContainer(img).WithName("quiet").WithCmd("-log", "starting", "-log", "still starting").
-			WithStartupTimeout(10 * time.Second).WithWaitStrategy(wait.ForLog("never comes"))
+			WithStartupTimeout(30 * time.Second).WithWaitStrategy(wait.ForLog("never comes"))
 		_, err := runOn(t, o, req)
 		require.Error(t, err)
 		we := waitError(t, err)
