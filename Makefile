@@ -81,14 +81,16 @@ GREMLINS        ?= $(GO) run github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
 MUTATE_PKGS     ?= ./internal/port ./internal/rules ./internal/archive ./internal/watchdog ./internal/sessions ./wait
 MUTATE_WORKERS  ?= 1
 MUTATE_EFFICACY ?= 80
-# A mutant run includes compiling the package and its tests: a mutant that
+# A mutant's timeout is this coefficient times the coverage run's time. A
+# mutant run includes compiling the package and its tests: a mutant that
 # loops for ever is told from a slow compile on a loaded machine only with
-# a generous coefficient (the default, 3 x the coverage run, times out most).
+# a generous coefficient (the default times out most); GOFLAGS=-count=1
+# keeps the coverage run from being a cached result of a few ms.
 MUTATE_TIMEOUT_COEFF ?= 20
 mutate:
 	@set -e; for p in $(MUTATE_PKGS); do \
 		echo "mutate $$p"; \
-		$(GREMLINS) unleash --workers $(MUTATE_WORKERS) --test-cpu 1 --timeout-coefficient $(MUTATE_TIMEOUT_COEFF) --threshold-efficacy $(MUTATE_EFFICACY) $$p; \
+		GOFLAGS=-count=1 $(GREMLINS) unleash --workers $(MUTATE_WORKERS) --test-cpu 1 --timeout-coefficient $(MUTATE_TIMEOUT_COEFF) --threshold-efficacy $(MUTATE_EFFICACY) $$p; \
 	done
 
 ## lint: formatting, vet (with and without the integration tag), staticcheck, go mod tidy.
