@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -398,7 +399,9 @@ func TestKeepFailedLeavesThemAndSaysHowToRemoveThem(t *testing.T) {
 // without either, none of it.
 func TestLogsStreamedToTheTest(t *testing.T) {
 	t.Parallel()
-	want := []string{"line one", "line two", "ready"}
+	// The app's whole output (its numbers as N): its own start lines, then
+	// the -log lines, then the -log-after line.
+	want := []string{"testapp: started pid=N at N", "testapp: healthy /tmp/healthy at N", "line one", "line two", "ready"}
 	for _, tc := range []struct {
 		name, test string
 		env        []string
@@ -418,16 +421,18 @@ func TestLogsStreamedToTheTest(t *testing.T) {
 }
 
 // streamed returns the lines of a test's output that heph streamed from the
-// container of service svc ("[svc] LINE"), in order.
+// container of service svc ("[svc] LINE"), in order, each number as N.
 func streamed(out, svc string) []string {
 	var lines []string
 	for _, l := range strings.Split(out, "\n") {
 		if _, line, ok := strings.Cut(l, "["+svc+"] "); ok {
-			lines = append(lines, strings.TrimRight(line, "\r"))
+			lines = append(lines, number.ReplaceAllString(strings.TrimRight(line, "\r"), "N"))
 		}
 	}
 	return lines
 }
+
+var number = regexp.MustCompile(`[0-9]+`)
 
 func TestNoDockerFailsTheTestWithTheReason(t *testing.T) {
 	t.Parallel()
