@@ -229,7 +229,10 @@ func TestForListeningPortUnroutable(t *testing.T) {
 		tg.Publish(itoa(port), listen(t, hold))
 		d := &fakeDialer{blackhole: unroutable}
 		s := wait.ForListeningPort(itoa(port)).WithDirectTimeout(30 * time.Millisecond).WithDialer(d.dial)
-		_, err := runTimed(t, shortTimeout, s, tg)
+		// 2 s, not shortTimeout: under load one probe (30 ms on the
+		// unroutable address, then the refused one) has taken the whole
+		// 300 ms, and the last error was then the cut dial's.
+		_, err := runTimed(t, 2*time.Second, s, tg)
 		requireTimeout(t, err, s, "connection refused")
 		require.Equal(t, 1, d.count(unroutable))
 		require.Greater(t, d.count("127.0.0.1:"+itoa(port)), 2)
