@@ -36,7 +36,10 @@ func requireTimeout(t *testing.T, err error, s wait.Strategy, last string) *wait
 	require.ErrorAs(t, err, &we)
 	require.Equal(t, s.(interface{ String() string }).String(), we.Strategy)
 	require.Contains(t, err.Error(), "wait: "+we.Strategy+": timed out after ")
-	require.GreaterOrEqual(t, we.Waited, shortTimeout-10*time.Millisecond)
+	// Waited runs from Run's start; under load the test's goroutine can
+	// reach Run well after the deadline's context was made, so it is no
+	// bound: the timeout itself (above) is the proof.
+	require.Positive(t, we.Waited)
 	if last != "" {
 		require.Error(t, we.Cause)
 		require.Contains(t, we.Cause.Error(), last)

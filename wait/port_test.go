@@ -228,11 +228,12 @@ func TestForListeningPortUnroutable(t *testing.T) {
 		tg.SetIPs("127.0.0.3", "127.0.0.1")
 		tg.Publish(itoa(port), listen(t, hold))
 		d := &fakeDialer{blackhole: unroutable}
-		s := wait.ForListeningPort(itoa(port)).WithDirectTimeout(30 * time.Millisecond).WithDialer(d.dial)
-		// 2 s, not shortTimeout: under load one probe (30 ms on the
-		// unroutable address, then the refused one) has taken the whole
-		// 300 ms, and the last error was then the cut dial's.
-		_, err := runTimed(t, 2*time.Second, s, tg)
+		// A 300 ms connect timeout and a 3 s deadline: under load a 30 ms
+		// one has expired before the refused dial of 127.0.0.1 was made
+		// (both addresses then looked unroutable), and one probe has
+		// taken the whole of a 300 ms deadline.
+		s := wait.ForListeningPort(itoa(port)).WithDirectTimeout(300 * time.Millisecond).WithDialer(d.dial)
+		_, err := runTimed(t, 3*time.Second, s, tg)
 		requireTimeout(t, err, s, "connection refused")
 		require.Equal(t, 1, d.count(unroutable))
 		require.Greater(t, d.count("127.0.0.1:"+itoa(port)), 2)
