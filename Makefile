@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 30m
 # Child programs of the tests, which ./... leaves out (vetted, not run).
 TESTDATA_PKGS = ./testdata/scale ./testdata/reaperchild ./testdata/childtests
 
-.PHONY: all test test-engines test-podman test-ssh test-tls test-api-floor stress unit integration examples bench bench-scale bench-shared fuzz lint fmt vet staticcheck tidy-check ci
+.PHONY: all test test-engines test-podman test-ssh test-tls test-api-floor stress unit integration examples bench bench-scale bench-shared fuzz mutate lint fmt vet staticcheck tidy-check ci
 
 all: lint test
 
@@ -98,6 +98,34 @@ fuzz:
 ## (needs Docker; see internal/sharedbench).
 bench-shared:
 	$(GO) run ./internal/sharedbench -packages 6 -rounds 2
+
+## mutate: mutation testing (github.com/go-gremlins/gremlins, pinned) of the
+## unit-tested packages, one package at a time (each mutant runs the
+## package's unit tests): port parsing, config validation, archives, the
+## wait strategies, the watchdog protocol, session liveness. Prints, per
+## package, killed / lived / not covered and the efficacy (killed / covered);
+## fails when one is below MUTATE_EFFICACY %. Not run by CI: it takes long
+## (see DEVELOPERS.md). One package: make mutate MUTATE_PKGS=./internal/port
+GREMLINS        ?= $(GO) run github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
+MUTATE_PKGS     ?= ./internal/port ./internal/rules ./internal/archive ./internal/watchdog ./internal/sessions ./wait
+MUTATE_WORKERS  ?= 1
+MUTATE_EFFICACY ?= 80
+# A mutant's timeout is this coefficient times the coverage run's time. A
+# mutant run includes compiling the package and its tests: a mutant that
+# loops for ever is told from a slow compile on a loaded machine only with
+# a generous coefficient (the default times out most); GOFLAGS=-count=1
+# keeps the coverage run from being a cached result of a few ms.
+MUTATE_TIMEOUT_COEFF ?= 20
+# Files left out (regexps on the path): wait's test fake (waittest) and, of
+# internal/sessions, all but the liveness judgement (identity.go,
+# process_unix.go): its removal (sessions.go, shared.go) is tested against
+# the daemon by the integration tests.
+MUTATE_EXCLUDE ?= waittest/ sessions\.go shared\.go
+mutate:
+	@set -e; for p in $(MUTATE_PKGS); do \
+		echo "mutate $$p"; \
+		GOFLAGS=-count=1 $(GREMLINS) unleash --workers $(MUTATE_WORKERS) --test-cpu 1 --timeout-coefficient $(MUTATE_TIMEOUT_COEFF) --threshold-efficacy $(MUTATE_EFFICACY) $(foreach e,$(MUTATE_EXCLUDE),-E '$(e)') $$p; \
+	done
 
 ## lint: formatting, vet (with and without the integration tag), staticcheck, go mod tidy.
 lint: fmt vet staticcheck tidy-check

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -108,19 +109,30 @@ func testsOnTheirOwnNetworks(t *testing.T, tests int) {
 		require.NoError(t, err)
 		ip := info.Networks[other.net].IP
 		require.NotEmpty(t, ip)
+		// The positive control: the same dial, with the same timeout, to a
+		// sibling's address on this test's network connects, so a timeout
+		// below means blocked, not slow.
+		mine, err := b.Inspect(ctx)
+		require.NoError(t, err)
+		res := execOut(t, a, "/testapp", "dial", mine.Networks[net.Name()].IP+":8080", "-timeout", isolationDial)
+		require.Equal(t, 0, res.ExitCode, "the control: a sibling on the same network is reached within %s: %s", isolationDial, res.Stderr)
 		// Blocked at least once (see testenv.Isolated: Docker's own rules
-		// open a window on every network create).
+		// open a window on every network create); a breach connects every time.
 		blocked, reached := testenv.Isolated(func() bool {
-			return execOut(t, a, "/testapp", "dial", ip+":8080", "-timeout", "300ms").ExitCode == 0
+			return execOut(t, a, "/testapp", "dial", ip+":8080", "-timeout", isolationDial).ExitCode == 0
 		})
 		require.True(t, blocked, "test %d's container reached test %d's container at %s %d times of %d", i, (i+1)%tests, ip, reached, testenv.IsolationTries)
-		res := execOut(t, a, "/testapp", "resolve", other.b.Name(), "-timeout", "500ms")
+		res = execOut(t, a, "/testapp", "resolve", other.b.Name(), "-timeout", "2s")
 		require.NotEqual(t, 0, res.ExitCode, "another test's container name must not resolve: %s", res.Stdout)
 		checkedOnce.Do(checked.arrive)
 		checked.wait()
 	})
 	t.Logf("%d tests × 3 containers, started, checked and torn down in %s", tests, time.Since(start))
 }
+
+// isolationDial is the connect timeout of the isolation checks: ample for a
+// reachable container on a loaded machine (the control proves it).
+const isolationDial = "1s"
 
 // barrier lets n goroutines wait for each other: each arrives once.
 type barrier struct {
@@ -288,7 +300,13 @@ func TestRunAndTerminateWithoutATest(t *testing.T) {
 	_, err = heph.NewContainer(testenv.Image(t)).WithCmd("-exit", "3", "-log", "bye").
 		WithWaitStrategy(wait.ForListeningPort("8080")).WithExposedPorts("8080").Run(ctx, o)
 	require.Error(t, err)
-	require.Contains(t, err.Error(), "3")
+	require.ErrorIs(t, err, wait.ErrExited)
+	var we *wait.Error
+	require.ErrorAs(t, err, &we)
+	require.NotNil(t, we.State, "the error carries the container's state")
+	require.Equal(t, 3, we.State.ExitCode, "the exit code is the app's: %v", err)
+	require.Contains(t, err.Error(), "container exited with code 3 after ")
+	require.Contains(t, err.Error(), "bye", "the error quotes the last log line")
 	require.Empty(t, sessionContainers(t, o), "the failed container was removed")
 }
 
@@ -365,12 +383,45 @@ func TestKeepFailedLeavesThemAndSaysHowToRemoveThem(t *testing.T) {
 	require.NoError(t, err)
 }
 
-func TestLogsToTest(t *testing.T) {
+// TestLogsStreamedToTheTest: HEPH_LOGS=1, and WithLogsToTest without it, stream the
+// container's whole output into the test log, each line once, in order;
+// without either, none of it.
+func TestLogsStreamedToTheTest(t *testing.T) {
 	t.Parallel()
-	out := childTest(t, "TestChildLogsThenFails", []string{"HEPH_LOGS=1"})
-	require.Contains(t, out, "[chatty] line one")
-	require.Contains(t, out, "[chatty] line two")
+	// The app's whole output (its numbers as N): its own start lines, then
+	// the -log lines, then the -log-after line.
+	want := []string{"testapp: started pid=N at N", "testapp: healthy /tmp/healthy at N", "line one", "line two", "ready"}
+	for _, tc := range []struct {
+		name, test string
+		env        []string
+		want       []string
+	}{
+		{"HEPH_LOGS=1", "TestChildLogsThenFails", []string{"HEPH_LOGS=1"}, want},
+		{"WithLogsToTest", "TestChildLogsToTestThenFails", []string{"HEPH_LOGS="}, want},
+		{"neither", "TestChildLogsThenFails", []string{"HEPH_LOGS="}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out := childTest(t, tc.test, tc.env)
+			require.Contains(t, out, "fail so that go test prints the log", "the child ran")
+			require.Equal(t, tc.want, streamed(out, "chatty"), "the lines streamed, in order, each once:\n%s", out)
+		})
+	}
 }
+
+// streamed returns the lines of a test's output that heph streamed from the
+// container of service svc ("[svc] LINE"), in order, each number as N.
+func streamed(out, svc string) []string {
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if _, line, ok := strings.Cut(l, "["+svc+"] "); ok {
+			lines = append(lines, number.ReplaceAllString(strings.TrimRight(line, "\r"), "N"))
+		}
+	}
+	return lines
+}
+
+var number = regexp.MustCompile(`[0-9]+`)
 
 func TestNoDockerFailsTheTestWithTheReason(t *testing.T) {
 	t.Parallel()

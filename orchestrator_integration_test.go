@@ -213,6 +213,11 @@ func TestGracefulStopTimeoutForAContainerIgnoringSIGTERM(t *testing.T) {
 	require.Equal(t, 137, info.ExitCode, "killed by SIGKILL")
 }
 
+// TestExitCodeAndMounts checks each kind of mount inside the container,
+// from /proc/self/mountinfo and the files themselves: the bind mount is
+// there, read-only, with the host's file; the named volume is mounted and
+// keeps what was written to it for the next container; the tmpfs is a
+// tmpfs. And the exit code is the app's.
 func TestExitCodeAndMounts(t *testing.T) {
 	t.Parallel()
 	o := testenv.Orchestrator(t)
@@ -220,32 +225,47 @@ func TestExitCodeAndMounts(t *testing.T) {
 	hostDir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(hostDir, "in.txt"), []byte("from the host"), 0o644))
 	volume := "heph-test-vol-" + o.Session()[:8]
-	id := run(t, o, heph.ContainerConfig{
+	mounts := []heph.Mount{
+		{Type: heph.MountBind, Source: hostDir, Target: "/in", ReadOnly: true},
+		{Type: heph.MountVolume, Source: volume, Target: "/vol"},
+		{Type: heph.MountTmpfs, Target: "/scratch"},
+	}
+	c := run(t, o, heph.ContainerConfig{
 		Image: testenv.Image(t),
-		Cmd:   []string{"-cat", "/in/in.txt", "-write", "/vol/x=1", "-write", "/scratch/y=2", "-exit", "3", "-exit-after", "100ms"},
-		Mounts: []heph.Mount{
-			{Type: heph.MountBind, Source: hostDir, Target: "/in", ReadOnly: true},
-			{Type: heph.MountVolume, Source: volume, Target: "/vol"},
-			{Type: heph.MountTmpfs, Target: "/scratch"},
-		},
-	}).ID()
-	ctx2, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	var info heph.ContainerInfo
-	require.NoError(t, backoff.Retry(func() error {
-		var err error
-		info, err = o.InspectContainer(ctx2, id)
-		if err != nil {
-			return backoff.Permanent(err)
-		}
-		if info.Status != heph.StatusExited {
-			return errors.New(string(info.Status))
-		}
-		return nil
-	}, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(10*time.Millisecond), backoff.WithMaxInterval(250*time.Millisecond)), ctx2)))
-	require.Equal(t, 3, info.ExitCode, "the app's exit code: the mounts worked, else it would have failed earlier")
+		Cmd: []string{"-cat", "/in/in.txt", "-cat", "/proc/self/mountinfo",
+			"-write", "/vol/x=in the volume", "-write", "/scratch/y=2", "-exit", "3", "-exit-after", "100ms"},
+		Mounts: mounts,
+	})
+	info := awaitExit(t, o, c.ID())
+	require.Equal(t, 3, info.ExitCode, "the app's exit code")
 	require.False(t, info.OOMKilled)
 	require.False(t, info.Finished.IsZero())
+
+	log, err := c.Logs(ctx)
+	require.NoError(t, err)
+	require.Contains(t, log, "cat /in/in.txt: from the host\n", "the bind mount holds the host's file")
+	in, ok := mountAt(log, "/in")
+	require.True(t, ok, "nothing is mounted on /in:\n%s", log)
+	require.Contains(t, strings.Split(in.options, ","), "ro", "the bind mount is read-only: %+v", in)
+	vol, ok := mountAt(log, "/vol")
+	require.True(t, ok, "nothing is mounted on /vol:\n%s", log)
+	require.Contains(t, vol.root, volume, "/vol is the named volume: %+v", vol)
+	require.Contains(t, strings.Split(vol.options, ","), "rw", "the volume is writable: %+v", vol)
+	scratch, ok := mountAt(log, "/scratch")
+	require.True(t, ok, "nothing is mounted on /scratch:\n%s", log)
+	require.Equal(t, "tmpfs", scratch.fstype, "/scratch is a tmpfs: %+v", scratch)
+
+	// The volume kept the file for the next container of the session; the
+	// tmpfs of that one is new and empty.
+	c2 := run(t, o, heph.ContainerConfig{
+		Image: testenv.Image(t), Cmd: []string{"-cat", "/vol/x", "-cat", "/scratch/y", "-exit", "0", "-exit-after", "1ms"},
+		Mounts: mounts,
+	})
+	awaitExit(t, o, c2.ID())
+	log2, err := c2.Logs(ctx)
+	require.NoError(t, err)
+	require.Contains(t, log2, "cat /vol/x: in the volume\n", "the volume kept what the first container wrote")
+	require.Contains(t, log2, "cat /scratch/y: error: ", "the tmpfs of the second container is not the first's")
 
 	raw := testenv.Docker(t)
 	vols, err := raw.VolumeList(ctx, volumeFilter(volume))
@@ -258,33 +278,118 @@ func TestExitCodeAndMounts(t *testing.T) {
 	require.Empty(t, vols.Items, "Teardown removed the session's volume")
 }
 
+// awaitExit polls until the container has exited and returns its state.
+func awaitExit(t *testing.T, o *heph.Orchestrator, id string) heph.ContainerInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var info heph.ContainerInfo
+	require.NoError(t, backoff.Retry(func() error {
+		var err error
+		info, err = o.InspectContainer(ctx, id)
+		if err != nil {
+			return backoff.Permanent(err)
+		}
+		if info.Status != heph.StatusExited {
+			return errors.New(string(info.Status))
+		}
+		return nil
+	}, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(10*time.Millisecond), backoff.WithMaxInterval(250*time.Millisecond)), ctx)))
+	return info
+}
+
+// mountInfo is one line of /proc/self/mountinfo.
+type mountInfo struct{ root, options, fstype string }
+
+// mountAt finds the mount on target in a log that holds
+// /proc/self/mountinfo (printed by the test app's -cat).
+func mountAt(log, target string) (mountInfo, bool) {
+	for _, line := range strings.Split(log, "\n") {
+		line = strings.TrimPrefix(line, "cat /proc/self/mountinfo: ")
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 6 || len(g) < 1 || f[4] != target {
+			continue
+		}
+		return mountInfo{root: f[3], options: f[5], fstype: g[0]}, true
+	}
+	return mountInfo{}, false
+}
+
+// TestTeardownLeavesNothing: after Teardown, nothing of the session is left
+// on the daemon: no container (running, ignoring SIGTERM, or never
+// started), no network, no volume (named or anonymous).
 func TestTeardownLeavesNothing(t *testing.T) {
 	t.Parallel()
 	o := testenv.Orchestrator(t)
 	ctx := context.Background()
 	net, err := o.CreateNetwork(ctx, heph.NetworkConfig{})
 	require.NoError(t, err)
+	volume := "heph-test-leaves-" + o.Session()[:8]
+	var anonymous string // the daemon names it; it carries no label
 	for i := range 3 {
 		cmd := []string{"-http", ":8080"}
-		if i == 2 {
+		var mounts []heph.Mount
+		switch i {
+		case 1:
+			mounts = []heph.Mount{{Type: heph.MountVolume, Source: volume, Target: "/vol"}}
+		case 2:
 			cmd = append(cmd, "-ignore-sigterm")
+			mounts = []heph.Mount{{Type: heph.MountVolume, Target: "/anon"}}
 		}
-		run(t, o, heph.ContainerConfig{Image: testenv.Image(t), Cmd: cmd, Networks: []string{net.Name()}})
+		c := run(t, o, heph.ContainerConfig{Image: testenv.Image(t), Cmd: cmd, Networks: []string{net.Name()}, Mounts: mounts})
+		if i == 2 {
+			info, err := testenv.Docker(t).ContainerInspect(ctx, c.ID(), client.ContainerInspectOptions{})
+			require.NoError(t, err)
+			require.Len(t, info.Container.Mounts, 1)
+			anonymous = info.Container.Mounts[0].Name
+			require.NotEmpty(t, anonymous)
+		}
 	}
 	_, err = o.CreateContainer(ctx, heph.ContainerConfig{Image: testenv.Image(t), Networks: []string{net.Name()}}) // created, never started
 	require.NoError(t, err)
 	require.Len(t, sessionContainers(t, o), 4)
+	left := sessionObjects(t, o.Session())
+	require.Len(t, left.networks, 1, "the session's network exists before the teardown")
+	require.Equal(t, []string{volume}, left.volumes, "the session's named volume exists before the teardown")
 
 	start := time.Now()
 	require.NoError(t, o.Teardown(ctx))
-	t.Logf("teardown of 4 containers and a network took %s", time.Since(start))
+	t.Logf("teardown of 4 containers, a network and 2 volumes took %s", time.Since(start))
 	require.Empty(t, sessionContainers(t, o))
-	all, err := o.ListContainers(ctx)
-	require.NoError(t, err)
-	for _, c := range all {
-		require.NotEqual(t, o.Session(), c.Labels[heph.LabelSession], "container %s of this session is left", c.Name)
-	}
+	require.Equal(t, objects{}, sessionObjects(t, o.Session()), "left by the session after its teardown")
+	_, err = testenv.Docker(t).VolumeInspect(ctx, anonymous, client.VolumeInspectOptions{})
+	require.Error(t, err, "the anonymous volume %s is left", anonymous)
 	require.NoError(t, o.Teardown(ctx), "Teardown is idempotent")
+}
+
+// objects are the names of what a session has on the daemon.
+type objects struct{ containers, networks, volumes []string }
+
+// sessionObjects lists, with the raw SDK, every container (running or
+// not), network and volume labelled with the session.
+func sessionObjects(t *testing.T, session string) objects {
+	t.Helper()
+	ctx := context.Background()
+	raw := testenv.Docker(t)
+	f := make(client.Filters).Add("label", heph.LabelSession+"="+session)
+	var got objects
+	cs, err := raw.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	require.NoError(t, err)
+	for _, c := range cs.Items {
+		got.containers = append(got.containers, c.Names...)
+	}
+	ns, err := raw.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	require.NoError(t, err)
+	for _, n := range ns.Items {
+		got.networks = append(got.networks, n.Name)
+	}
+	vs, err := raw.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+	require.NoError(t, err)
+	for _, v := range vs.Items {
+		got.volumes = append(got.volumes, v.Name)
+	}
+	return got
 }
 
 func TestListContainersSeesOtherOrchestrators(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,7 +36,10 @@ func requireTimeout(t *testing.T, err error, s wait.Strategy, last string) *wait
 	require.ErrorAs(t, err, &we)
 	require.Equal(t, s.(interface{ String() string }).String(), we.Strategy)
 	require.Contains(t, err.Error(), "wait: "+we.Strategy+": timed out after ")
-	require.GreaterOrEqual(t, we.Waited, shortTimeout-10*time.Millisecond)
+	// Waited runs from Run's start; under load the test's goroutine can
+	// reach Run well after the deadline's context was made, so it is no
+	// bound: the timeout itself (above) is the proof.
+	require.Positive(t, we.Waited)
 	if last != "" {
 		require.Error(t, we.Cause)
 		require.Contains(t, we.Cause.Error(), last)
@@ -118,6 +122,46 @@ func serve(t testing.TB, l net.Listener, handle func(net.Conn)) int {
 // closeAtOnce behaves as Docker's userland proxy with nothing listening
 // behind it: accept, then close.
 func closeAtOnce(c net.Conn) { c.Close() }
+
+// closeAfter behaves as Docker's userland proxy with nothing listening
+// behind it on a loaded machine: accept, stay silent d, close.
+func closeAfter(d time.Duration) func(net.Conn) {
+	return func(c net.Conn) {
+		time.Sleep(d) // the behaviour modelled: a slow close
+		c.Close()
+	}
+}
+
+// closeAfterNth closes the first n connections after first, the others
+// after then.
+func closeAfterNth(n int, first, then time.Duration) func(net.Conn) {
+	var count atomic.Int64
+	return func(c net.Conn) {
+		d := then
+		if count.Add(1) <= int64(n) {
+			d = first
+		}
+		closeAfter(d)(c)
+	}
+}
+
+// closeOnNext keeps each connection open, silent, until the next one
+// comes, and closes it then: silence on one connection proves nothing.
+func closeOnNext() func(net.Conn) {
+	var (
+		mu   sync.Mutex
+		prev net.Conn
+	)
+	return func(c net.Conn) {
+		mu.Lock()
+		if prev != nil {
+			prev.Close()
+		}
+		prev = c
+		mu.Unlock()
+		hold(c)
+	}
+}
 
 // hold behaves as an app that listens: it keeps the connection open until
 // the peer closes it.

@@ -155,8 +155,13 @@ func (s LogStrategy) Wait(ctx context.Context, t Target) error {
 	case err != nil:
 		return fmt.Errorf("read log after %d of %d matching lines: %w", n, s.occurrence, err)
 	}
-	return fmt.Errorf("log ended after %d of %d matching lines", n, s.occurrence)
+	return fmt.Errorf("%w after %d of %d matching lines", errLogEnded, n, s.occurrence)
 }
+
+// errLogEnded is the failure of a log strategy whose log ended: the
+// container's output closed, which almost always means it exited (see
+// logEndGrace).
+var errLogEnded = errors.New("log ended")
 
 // count reads r until s.occurrence lines matched or r ends, and returns
 // the number of matching lines and the read error (nil at io.EOF). It

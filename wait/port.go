@@ -22,14 +22,15 @@ const (
 	directDialTimeout = 500 * time.Millisecond
 	// proxyDialTimeout bounds a connect to the published host port.
 	proxyDialTimeout = time.Second
-	// proxyReadWindow is how long a connection through Docker's port proxy
-	// must stay open, silent, to count as "the app listens": the proxy
-	// closes it at once when nothing listens behind it.
+	// proxyReadWindow is how long a first connection through Docker's port
+	// proxy must stay open, silent, before the re-check: the proxy closes
+	// it, usually at once, when nothing listens behind it.
 	proxyReadWindow = 50 * time.Millisecond
-	// proxyConfirmWindow is how long after the dial a connection that stayed
-	// silent through the first window must still be open: under load the
-	// proxy has been seen to take 51–61 ms to close a connection it cannot
-	// forward, so one silent window alone is not proof.
+	// proxyConfirmWindow is how long after the re-check's dial both
+	// connections must still be open: under load the proxy has been seen
+	// to take 51–61 ms, and more, to close a connection it cannot forward,
+	// so one silent window is no proof. It grows to 4 times the slowest
+	// close seen during the wait (see PortStrategy.hold).
 	proxyConfirmWindow = 250 * time.Millisecond
 )
 
@@ -63,11 +64,12 @@ type PortStrategy struct {
 // route), or there are none (Docker Desktop, a remote daemon), it connects
 // to the published host port instead and reads: the proxy closes the
 // connection while nothing listens behind it, whereas an app keeps it open
-// (or sends a greeting). Data at once means ready; a connection still open
-// and silent 50 ms and again 250 ms after the dial means ready (a loaded
-// proxy has been seen to take 60 ms to close), so readiness is seen up to
-// 250 ms late on that path. The path that works is remembered for the rest
-// of the wait.
+// (or sends a greeting). Data means ready. Silence is trusted only when
+// held: a first connection still open and silent 50 ms after its dial is
+// re-checked with a second one, and both must still be open 250 ms later
+// (4 times the slowest close the proxy showed during the wait, if longer);
+// either closing means not ready. So readiness is seen about 300 ms late on
+// that path. The path that works is remembered for the rest of the wait.
 //
 // For UDP and SCTP ports it only checks that the port is published: there
 // is no connection to observe. A port that is never published (not
@@ -127,6 +129,7 @@ func (s PortStrategy) Wait(ctx context.Context, t Target) error {
 		hostAddr string   // host:mapped port, once known
 		ips      []string // the container's addresses, for the direct path
 		path     = pathUnknown
+		ps       proxyState // what the proxy path learnt so far
 	)
 	return poll(ctx, pollFastMaxInterval, func(ctx context.Context) error {
 		if hostAddr == "" {
@@ -168,7 +171,7 @@ func (s PortStrategy) Wait(ctx context.Context, t Target) error {
 			}
 			path = pathProxy // unroutable: use the published port from now on
 		}
-		return s.probeProxy(ctx, hostAddr)
+		return s.probeProxy(ctx, hostAddr, &ps)
 	})
 }
 
@@ -201,53 +204,152 @@ func (s PortStrategy) probeDirect(ctx context.Context, ips []string, port string
 	return false, refused, err
 }
 
-// probeProxy connects to the published port and tells an app from Docker's
-// userland proxy with nothing behind it: the proxy closes the connection
-// at once, an app keeps it open or sends something.
-func (s PortStrategy) probeProxy(ctx context.Context, addr string) error {
-	dctx, cancel := context.WithTimeout(ctx, proxyDialTimeout)
-	conn, err := s.dialContext(dctx, addr)
-	cancel()
-	if err != nil {
-		return err
+// proxyState is what the proxy path has learnt during one wait: the
+// longest Docker's proxy took to close a connection it could not forward.
+type proxyState struct {
+	slowestClose time.Duration
+}
+
+// hold is how long both connections of a proxy probe must stay open and
+// silent: proxyConfirmWindow (5 read windows for the tests' short ones),
+// or 4 times the slowest close seen in this wait if longer, so that a proxy
+// seen to be slow is given the time to show it.
+func (s PortStrategy) hold(ps *proxyState) time.Duration {
+	h := proxyConfirmWindow
+	if s.readWindow != 0 {
+		h = 5 * s.readWindow
 	}
-	defer conn.Close()
+	return max(h, 4*ps.slowestClose)
+}
+
+// verdict is what one connection through the proxy showed.
+type verdict struct {
+	conn   int           // 0: the first connection, 1: the re-check
+	data   bool          // the app sent something: ready
+	closed bool          // closed or reset: nothing listens behind the proxy
+	after  time.Duration // from the dial to the close
+	err    error         // another read error
+}
+
+// watch reads from conn until the deadline and reports what it saw.
+func watch(conn net.Conn, n int, dialed, deadline time.Time, out chan<- verdict) {
+	v := verdict{conn: n}
+	if err := conn.SetReadDeadline(deadline); err != nil {
+		v.err = err
+		out <- v
+		return
+	}
+	var b [1]byte
+	_, err := conn.Read(b[:])
+	var ne net.Error
+	switch {
+	case err == nil:
+		v.data = true
+	case errors.As(err, &ne) && ne.Timeout():
+		// open and silent until the deadline (or ctx ended: see probeProxy)
+	case err == io.EOF || errors.Is(err, syscall.ECONNRESET):
+		v.closed, v.after = true, time.Since(dialed)
+	default:
+		v.err = err
+	}
+	out <- v
+}
+
+// probeProxy connects to the published port and tells an app from Docker's
+// userland proxy with nothing behind it. The proxy accepts every
+// connection, tries to reach the container and closes the connection when
+// nothing listens there; under load it has been seen to take more than
+// 60 ms to do so, and nothing bounds it. So the evidence is weighed:
+//
+//   - data from the other end is the app's (the proxy sends nothing of its
+//     own): ready;
+//   - a close or reset is the proxy's: not ready, and the time it took is
+//     remembered (ps) to lengthen the next holds;
+//   - silence is no proof by itself. The first connection must stay open
+//     and silent through the read window; then a second one is made (the
+//     re-check, an independent sample of the proxy's delay) while the first
+//     is kept, and both must still be open and silent hold (s.hold) after
+//     the second dial. Either closing means not ready.
+func (s PortStrategy) probeProxy(ctx context.Context, addr string, ps *proxyState) error {
 	window := s.readWindow
 	if window == 0 {
 		window = proxyReadWindow
 	}
-	dialed := time.Now()
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
-	defer stop()
-	// Two silent windows: the first (window after the dial) answers fast in
-	// the common case; a connection still open and silent at the second
-	// (proxyConfirmWindow after the dial, or 5 windows for the tests' short
-	// ones) is certainly held by an app.
-	confirm := max(proxyConfirmWindow, 5*window)
-	if s.readWindow != 0 {
-		confirm = 5 * window
-	}
-	for _, deadline := range []time.Time{dialed.Add(window), dialed.Add(confirm)} {
-		if err := conn.SetReadDeadline(deadline); err != nil {
+	hold := s.hold(ps)
+	var (
+		conns []net.Conn
+		stops []func() bool
+	)
+	defer func() {
+		for i, c := range conns {
+			stops[i]()
+			c.Close() // ends a watch still reading
+		}
+	}()
+	verdicts := make(chan verdict, 2)
+	var pending int
+	dial := func(deadline func(dialed time.Time) time.Time) error {
+		dctx, cancel := context.WithTimeout(ctx, proxyDialTimeout)
+		conn, err := s.dialContext(dctx, addr)
+		cancel()
+		if err != nil {
 			return err
 		}
-		var b [1]byte
-		_, err = conn.Read(b[:])
-		var ne net.Error
+		dialed := time.Now()
+		conns = append(conns, conn)
+		// ctx ending ends the read at once.
+		stops = append(stops, context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) }))
+		pending++
+		go watch(conn, len(conns)-1, dialed, deadline(dialed), verdicts)
+		return nil
+	}
+	// judge takes one verdict: done with a result, or not done (the
+	// connection is open and silent so far).
+	judge := func(v verdict) (done bool, err error) {
+		pending--
 		switch {
 		case ctx.Err() != nil:
-			return ctx.Err()
-		case err == nil:
-			return nil // the app spoke first
-		case errors.As(err, &ne) && ne.Timeout():
-			continue // open and silent so far
-		case err == io.EOF || errors.Is(err, syscall.ECONNRESET):
-			return fmt.Errorf("%s accepted the connection and closed it at once: nothing listens behind Docker's port proxy yet", addr)
-		default:
-			return fmt.Errorf("read from %s: %w", addr, err)
+			return true, ctx.Err()
+		case v.data:
+			return true, nil // the app spoke first
+		case v.closed:
+			ps.slowestClose = max(ps.slowestClose, v.after)
+			what := "at once"
+			if v.conn == 1 || v.after > window {
+				what = fmt.Sprintf("after %s", v.after.Round(time.Millisecond))
+			}
+			return true, fmt.Errorf("%s accepted the connection and closed it %s: nothing listens behind Docker's port proxy yet", addr, what)
+		case v.err != nil:
+			return true, fmt.Errorf("read from %s: %w", addr, v.err)
+		}
+		return false, nil
+	}
+	// The first connection is watched until the end of the re-check, which
+	// begins one window after its dial.
+	if err := dial(func(d time.Time) time.Time { return d.Add(window + hold) }); err != nil {
+		return err
+	}
+	timer := time.NewTimer(window)
+	defer timer.Stop()
+	select {
+	case v := <-verdicts:
+		if done, err := judge(v); done {
+			return err
+		}
+		// Not reached: its deadline is after the timer's.
+		return fmt.Errorf("%s: the connection timed out before its deadline", addr)
+	case <-timer.C:
+	}
+	// Open and silent through the window: re-check with a second connection.
+	if err := dial(func(d time.Time) time.Time { return d.Add(hold) }); err != nil {
+		return err
+	}
+	for pending > 0 {
+		if done, err := judge(<-verdicts); done {
+			return err
 		}
 	}
-	return nil // open and silent through both windows: an app listens
+	return nil // both open and silent to the end: an app listens
 }
 
 func (s PortStrategy) dialContext(ctx context.Context, addr string) (net.Conn, error) {

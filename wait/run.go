@@ -27,6 +27,11 @@ const (
 	// an exit about 200 ms after it happened; a container still running is
 	// reported as such after this grace.
 	exitGrace = 250 * time.Millisecond
+	// logEndGrace replaces exitGrace when the strategy failed because the
+	// log ended: the container's output closed, so it is almost certainly
+	// exiting, and on a loaded machine Docker's wait API has been seen to
+	// report the exit more than 250 ms after the log's end.
+	logEndGrace = 5 * time.Second
 )
 
 // Run waits until the container behind t is ready according to s. It is
@@ -84,10 +89,14 @@ func Run(ctx context.Context, s Strategy, t Target) error {
 		// The strategy failed by itself (a log that ended, a refused
 		// connection): the container may just have exited, and Docker's
 		// wait API reports it a moment later. Give the report a short grace.
+		grace := exitGrace
+		if errors.Is(err, errLogEnded) {
+			grace = logEndGrace
+		}
 		select {
 		case st := <-exited:
 			exit = &st
-		case <-time.After(exitGrace):
+		case <-time.After(grace):
 		}
 	}
 	cancel()

@@ -31,4 +31,13 @@ const (
 	// BuildSource says what an image was built from: the context directory
 	// or the Go package.
 	BuildSource = "heph.build.source"
+	// Run is the test run of heph's own tests that made it: the value of
+	// EnvRun in the environment of the process that made it, set by
+	// internal/testenv and inherited by the test's child processes, so
+	// that the run's leak check sees what they made too.
+	Run = "heph.run"
 )
+
+// EnvRun names the variable that carries the test run's id to Run (heph's
+// own tests only; unset, there is no heph.run label).
+const EnvRun = "HEPH_TEST_RUN"

@@ -21,10 +21,13 @@ type Identity struct {
 	PIDNS string
 	// Boot is /proc/sys/kernel/random/boot_id; "" where there is none.
 	Boot string
+	// Run is the test run of heph's own tests (labels.EnvRun) the process
+	// is part of; "" outside them.
+	Run string
 }
 
 var self = sync.OnceValue(func() Identity {
-	id := Identity{PID: os.Getpid()}
+	id := Identity{PID: os.Getpid(), Run: os.Getenv(labels.EnvRun)}
 	id.Host, _ = os.Hostname()
 	id.PIDNS, _ = os.Readlink("/proc/self/ns/pid")
 	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
@@ -37,7 +40,7 @@ var self = sync.OnceValue(func() Identity {
 func Self() Identity { return self() }
 
 // Labels returns the identity as heph's labels: heph.pid, heph.host,
-// heph.pidns and heph.boot (those known).
+// heph.pidns, heph.boot and heph.run (those known).
 func (id Identity) Labels() map[string]string {
 	l := map[string]string{labels.PID: strconv.Itoa(id.PID), labels.Host: id.Host}
 	if id.PIDNS != "" {
@@ -45,6 +48,9 @@ func (id Identity) Labels() map[string]string {
 	}
 	if id.Boot != "" {
 		l[labels.Boot] = id.Boot
+	}
+	if id.Run != "" {
+		l[labels.Run] = id.Run
 	}
 	return l
 }

@@ -279,8 +279,14 @@ func TestSelf(t *testing.T) {
 		require.Regexp(t, `^pid:\[\d+\]$`, id.PIDNS)
 		require.Regexp(t, `^[0-9a-f-]{36}$`, id.Boot)
 	}
-	require.Equal(t, map[string]string{labels.PID: strconv.Itoa(id.PID), labels.Host: host, labels.PIDNS: id.PIDNS, labels.Boot: id.Boot}, id.Labels())
+	want := map[string]string{labels.PID: strconv.Itoa(id.PID), labels.Host: host, labels.PIDNS: id.PIDNS, labels.Boot: id.Boot}
+	require.Equal(t, os.Getenv(labels.EnvRun), id.Run)
+	if id.Run != "" {
+		want[labels.Run] = id.Run
+	}
+	require.Equal(t, want, id.Labels())
 	require.Equal(t, map[string]string{labels.PID: "1", labels.Host: "h"}, Identity{PID: 1, Host: "h"}.Labels(), "only what is known")
+	require.Equal(t, map[string]string{labels.PID: "1", labels.Host: "h", labels.Run: "r1"}, Identity{PID: 1, Host: "h", Run: "r1"}.Labels(), "the test run")
 }
 
 func TestGroupSessions(t *testing.T) {

@@ -18,6 +18,7 @@ func Labels(l map[string]string, key string) map[string]string {
 	if key != "" {
 		delete(l, labels.Session)
 		delete(l, labels.PID)
+		delete(l, labels.Run) // it outlives the run, on purpose
 		l[labels.Shared] = key
 	}
 	return l

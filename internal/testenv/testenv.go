@@ -29,6 +29,7 @@ import (
 	"github.com/heph-go/heph"
 	"github.com/heph-go/heph/internal/daemon"
 	"github.com/heph-go/heph/internal/engine"
+	"github.com/heph-go/heph/internal/labels"
 	"github.com/moby/moby/client"
 )
 
@@ -229,15 +230,33 @@ func hashSources(dir, dockerfile string) (string, error) {
 }
 
 // Main runs the tests of a package and then checks that the daemon holds no
-// container, network or volume labelled heph.managed that this process made
-// (heph.pid and heph.host are this process's). Use it as
+// container, network or volume labelled heph.managed that this run made:
+// this process (heph.pid and heph.host are this process's) or a child
+// process it started (heph.run is this run's: see runID). Use it as
 //
 //	func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 func Main(m *testing.M) int {
 	return Check(m.Run())
 }
 
-// Check returns code, or 1 when the daemon holds heph resources this process
+// runID is the test run this process started, "" when it joined its
+// parent's. A process that imports testenv and finds no run id in
+// labels.EnvRun starts a run: it sets a new id there, before any
+// Orchestrator is made, which its child processes inherit; everything heph
+// makes in any of them is labelled heph.run with it, and this process's
+// Check sees it. A child that inherits the id joins the run: what it makes
+// is its parent's to check, and its own Check looks at its pid only (the
+// parent's resources are still in use).
+var runID = func() string {
+	if os.Getenv(labels.EnvRun) != "" {
+		return ""
+	}
+	id := "run-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	os.Setenv(labels.EnvRun, id)
+	return id
+}()
+
+// Check returns code, or 1 when the daemon holds heph resources this run
 // made (see Leftovers) or shared containers past their idle time (see
 // SharedLeftovers), after saying which. TestMain functions that do more
 // than run the tests end with os.Exit(testenv.Check(code)).
@@ -254,7 +273,9 @@ func Check(code int) int {
 }
 
 // Leftovers reports every heph.managed container, network and volume made by
-// the process pid on this host; nil when there is none.
+// the process pid on this host, or by any process of the run this process
+// started (the heph.run label, child processes included: see runID); nil
+// when there is none.
 func Leftovers(ctx context.Context, pid int) error {
 	c, err := rawClient()
 	if err != nil {
@@ -262,32 +283,45 @@ func Leftovers(ctx context.Context, pid int) error {
 	}
 	defer c.Close()
 	host, _ := os.Hostname()
-	f := make(client.Filters).Add("label", heph.LabelManaged+"=true", heph.LabelPID+"="+strconv.Itoa(pid), heph.LabelHost+"="+host)
+	filters := []client.Filters{make(client.Filters).Add("label", heph.LabelManaged+"=true", heph.LabelPID+"="+strconv.Itoa(pid), heph.LabelHost+"="+host)}
+	if runID != "" {
+		filters = append(filters, make(client.Filters).Add("label", heph.LabelManaged+"=true", labels.Run+"="+runID))
+	}
 	var left []string
-	cs, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
-	if err != nil {
-		return err
-	}
-	for _, x := range cs.Items {
-		left = append(left, "container "+strings.Join(x.Names, ",")+" ("+string(x.State)+", test "+strconv.Quote(x.Labels[heph.LabelTest])+")")
-	}
-	ns, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: f})
-	if err != nil {
-		return err
-	}
-	for _, x := range ns.Items {
-		left = append(left, "network "+x.Name+" (test "+strconv.Quote(x.Labels[heph.LabelTest])+")")
-	}
-	vs, err := c.VolumeList(ctx, client.VolumeListOptions{Filters: f})
-	if err != nil {
-		return err
-	}
-	for _, x := range vs.Items {
-		// Podman ORs a volume list's label filters: keep only ours.
-		if x.Labels[heph.LabelPID] != strconv.Itoa(pid) || x.Labels[heph.LabelHost] != host {
-			continue
+	seen := map[string]bool{}
+	add := func(id, what string) {
+		if !seen[id] {
+			seen[id] = true
+			left = append(left, what)
 		}
-		left = append(left, "volume "+x.Name)
+	}
+	for _, f := range filters {
+		cs, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+		if err != nil {
+			return err
+		}
+		for _, x := range cs.Items {
+			add(x.ID, "container "+strings.Join(x.Names, ",")+" ("+string(x.State)+", test "+strconv.Quote(x.Labels[heph.LabelTest])+", pid "+x.Labels[heph.LabelPID]+")")
+		}
+		ns, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+		if err != nil {
+			return err
+		}
+		for _, x := range ns.Items {
+			add(x.ID, "network "+x.Name+" (test "+strconv.Quote(x.Labels[heph.LabelTest])+", pid "+x.Labels[heph.LabelPID]+")")
+		}
+		vs, err := c.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+		if err != nil {
+			return err
+		}
+		for _, x := range vs.Items {
+			// Podman ORs a volume list's label filters: keep only ours.
+			mine := x.Labels[heph.LabelPID] == strconv.Itoa(pid) && x.Labels[heph.LabelHost] == host
+			if x.Labels[heph.LabelManaged] != "true" || !(mine || (runID != "" && x.Labels[labels.Run] == runID)) {
+				continue
+			}
+			add("volume "+x.Name, "volume "+x.Name)
+		}
 	}
 	if len(left) > 0 {
 		return errors.New("the daemon still holds heph resources made by this run:\n  " + strings.Join(left, "\n  "))

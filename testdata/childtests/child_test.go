@@ -41,6 +41,14 @@ func TestChildLogsThenFails(t *testing.T) {
 	t.Fatal("fail so that go test prints the log")
 }
 
+// TestChildLogsToTestThenFails is TestChildLogsThenFails with the request's
+// WithLogsToTest instead of HEPH_LOGS.
+func TestChildLogsToTestThenFails(t *testing.T) {
+	heph.NewContainer(image(t)).WithName("chatty").WithCmd("-log", "line one", "-log", "line two", "-log-after", "ready").
+		WithWaitStrategy(wait.ForLog("ready")).WithLogsToTest().Start(t)
+	t.Fatal("fail so that go test prints the log")
+}
+
 func TestChildNoDocker(t *testing.T) {
 	heph.NewContainer("redis:7").Start(t)
 	t.Error("Start returned without Docker")
