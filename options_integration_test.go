@@ -36,8 +36,10 @@ func TestWithUserAgainstTheDaemon(t *testing.T) {
 func TestWithWorkingDirAgainstTheDaemon(t *testing.T) {
 	t.Parallel()
 	// A relative path written by the app lands in the working directory.
+	// The app writes before it listens: ready on its port, the file is there.
 	c := heph.NewContainer(testenv.Image(t)).WithWorkingDir("/work/dir").
-		WithCmd("-write", "relative.txt=written in the working dir", "-http", ":8080").Start(t)
+		WithCmd("-write", "relative.txt=written in the working dir", "-http", ":8080").
+		WithExposedPorts("8080").WithWaitStrategy(wait.ForListeningPort("8080")).Start(t)
 	res := execOut(t, c, "/testapp", "cat", "/work/dir/relative.txt")
 	require.Equal(t, 0, res.ExitCode, "%s", res.Stderr)
 	require.Equal(t, "written in the working dir", strings.TrimSpace(string(res.Stdout)))
