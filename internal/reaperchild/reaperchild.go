@@ -93,6 +93,7 @@ type Child struct {
 	done   chan struct{}
 	err    error // Cmd.Wait's, once done is closed
 	exited time.Time
+	began  time.Time // just before the process started
 }
 
 // Start runs bin (from Build) in mode with the extra environment variables
@@ -123,7 +124,7 @@ func StartIn(t testing.TB, wrap []string, bin, mode string, env []string, flags 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Child{Cmd: cmd, Mode: mode, stdin: stdin, stderr: &syncBuffer{}, done: make(chan struct{})}
+	c := &Child{Cmd: cmd, Mode: mode, stdin: stdin, stderr: &syncBuffer{}, done: make(chan struct{}), began: time.Now()}
 	cmd.Stderr = c.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start the reaper child: %v", err)
@@ -350,13 +351,21 @@ func psProcesses() []process {
 	return out
 }
 
-// TakeWatchdogLog returns the log the watchdog of the process parent kept in
-// os.TempDir (a watchdog keeps it only when it removed something or failed)
-// and deletes it.
-func TakeWatchdogLog(parent int) (string, error) {
-	paths, err := filepath.Glob(filepath.Join(os.TempDir(), "heph-watchdog-"+strconv.Itoa(parent)+"-*.log"))
+// TakeWatchdogLog returns the log c's watchdog kept in os.TempDir (a
+// watchdog keeps it only when it removed something or failed) and deletes
+// it. Logs written before c started are another process's of the same pid
+// (pids are reused, and kept logs stay): they are left alone.
+func (c *Child) TakeWatchdogLog() (string, error) {
+	parent := c.Cmd.Process.Pid
+	all, err := filepath.Glob(filepath.Join(os.TempDir(), "heph-watchdog-"+strconv.Itoa(parent)+"-*.log"))
 	if err != nil {
 		return "", err
+	}
+	var paths []string
+	for _, p := range all {
+		if fi, err := os.Stat(p); err == nil && !fi.ModTime().Before(c.began.Truncate(time.Second)) {
+			paths = append(paths, p)
+		}
 	}
 	if len(paths) != 1 {
 		return "", fmt.Errorf("%d watchdog logs of process %d: %v", len(paths), parent, paths)
