@@ -130,6 +130,22 @@ func appStamp(t testing.TB, log, prefix string) int64 {
 	return ts[0]
 }
 
+// stampOf is appStamp of c's log once a line with prefix is in it: the app
+// writes its line just after it acts (listens, turns healthy), so a wait
+// that saw the act may return before the line reached Docker's log. It
+// awaits the line for up to 30 s.
+func stampOf(t testing.TB, c *heph.Container, prefix string) int64 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 250*time.Millisecond) {
+		log := logsOf(t, c)
+		if ts := appStamps(log, prefix); len(ts) > 0 || time.Now().After(deadline) {
+			return appStamp(t, log, prefix)
+		}
+		time.Sleep(pause) // polling Docker's log: no event says a line was written
+	}
+}
+
 // appStamps returns the time stamps of every line of log that starts with
 // prefix, in order.
 func appStamps(log, prefix string) []int64 {
@@ -486,7 +502,7 @@ func TestIntegrationForHealthCheck(t *testing.T) {
 		c := heph.NewContainer(testenv.HealthImage(t)).WithName("health").
 			WithCmd("-healthy-after", "1s").WithWaitStrategy(s).Start(t)
 		took := time.Since(t0)
-		healthy := appStamp(t, logsOf(t, c), "testapp: healthy ")
+		healthy := stampOf(t, c, "testapp: healthy ")
 		lat := msBetween(healthy, s.ended.Load())
 		t.Logf("Start took %v; ready %.1f ms after the app wrote its health file (HEALTHCHECK every 200 ms)", took, lat)
 		require.GreaterOrEqual(t, lat, 0.0, "ready before the app was healthy")
@@ -734,14 +750,13 @@ func TestIntegrationForExec(t *testing.T) {
 	c := heph.NewContainer(testenv.Image(t)).WithName("exec").
 		WithCmd("-healthy-after", "500ms", "-tcp", ":9000", "-tcp-delay", "800ms").
 		WithWaitStrategy(wait.All(together(health, dial), box.capture())).Start(t)
-	log := logsOf(t, c)
 	for _, x := range []struct {
 		name string
 		s    stamped
 		at   int64
 	}{
-		{"ForExec(/testapp health)", health, appStamp(t, log, "testapp: healthy ")},
-		{"ForExec(/testapp dial 127.0.0.1:9000)", dial, appStamp(t, log, "testapp: listening tcp ")},
+		{"ForExec(/testapp health)", health, stampOf(t, c, "testapp: healthy ")},
+		{"ForExec(/testapp dial 127.0.0.1:9000)", dial, stampOf(t, c, "testapp: listening tcp ")},
 	} {
 		lat := msBetween(x.at, x.s.ended.Load())
 		t.Logf("%s: ready %.1f ms after the app was (exec polls up to every 250 ms)", x.name, lat)
@@ -776,7 +791,7 @@ func TestIntegrationForHTTP(t *testing.T) {
 		WithCmd("-http", ":8080", "-https", ":8443", "-http-delay", "500ms").
 		WithExposedPorts("8080", "8443").
 		WithWaitStrategy(wait.All(s, box.capture())).Start(t)
-	lat := msBetween(appStamp(t, logsOf(t, c), "testapp: listening https "), s.ended.Load())
+	lat := msBetween(stampOf(t, c, "testapp: listening https "), s.ended.Load())
 	t.Logf("%v through Start: ready %.1f ms after the app listened", s, lat)
 	require.GreaterOrEqual(t, lat, 0.0)
 	tg := box.get(t)
@@ -857,15 +872,14 @@ func TestIntegrationCompose(t *testing.T) {
 		WithExposedPorts("8080", "9000").
 		WithWaitStrategy(wait.All(logLine, tcp, get, box.capture())).Start(t)
 	took := time.Since(t0)
-	log := logsOf(t, c)
 	t.Logf("Start with All(ForLog, ForListeningPort, ForFunc.WithRetry) took %v", took)
 	for _, x := range []struct {
 		s  stamped
 		at int64
 	}{
-		{logLine, appStamp(t, log, "booting")},
-		{tcp, appStamp(t, log, "testapp: listening tcp ")},
-		{get, appStamp(t, log, "testapp: listening http ")},
+		{logLine, stampOf(t, c, "booting")},
+		{tcp, stampOf(t, c, "testapp: listening tcp ")},
+		{get, stampOf(t, c, "testapp: listening http ")},
 	} {
 		lat := msBetween(x.at, x.s.ended.Load())
 		t.Logf("  %v: ready %.1f ms after the app", x.s, lat)

@@ -48,15 +48,22 @@ type Job struct {
 func (g *Group) Do(ctx context.Context, j Job) (string, error) {
 	g.mu.Lock()
 	c, running := g.calls[j.Key]
+	var wctx context.Context
 	if !running {
 		if g.calls == nil {
 			g.calls = map[string]*call{}
 		}
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.Timeout)
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), j.Timeout)
 		c = &call{done: make(chan struct{}), rep: StartReporter(j.Doing, j.Status), cancel: cancel}
 		g.calls[j.Key] = c
+	}
+	c.waiters++
+	// Listening before the work starts: it may say a line at once.
+	unlisten := c.rep.Listen(j.Progress)
+	if !running {
 		go func() {
-			defer cancel()
+			defer c.cancel()
 			c.result, c.err = j.Work(wctx, c.rep)
 			finished := j.Finished
 			if c.err != nil {
@@ -71,8 +78,6 @@ func (g *Group) Do(ctx context.Context, j Job) (string, error) {
 			close(c.done)
 		}()
 	}
-	c.waiters++
-	unlisten := c.rep.Listen(j.Progress)
 	g.mu.Unlock()
 	defer unlisten()
 	select {
