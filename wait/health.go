@@ -59,7 +59,7 @@ func (s HealthStrategy) Wait(ctx context.Context, t Target) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	var last error // the last health status seen, with its output
+	var last error    // the last health status seen, with its output
 	var output string // the output of the last check seen in a state
 	// describe is the status with the last check's output seen so far: an
 	// event may come before the state shows its check (Podman, where heph
