@@ -103,7 +103,7 @@ func testKilledChildren(t *testing.T, bin string) {
 				t.Logf("%s: the child exited %s after %s; its 5 resources were gone %s after it exited; its watchdog %d exited %s after that",
 					tc.name, exited.Sub(killed).Round(time.Millisecond), what, gone.Round(time.Millisecond), child.Watchdog, wdGone.Round(time.Millisecond))
 
-				log, err := reaperchild.TakeWatchdogLog(child.Cmd.Process.Pid, child.Session)
+				log, err := reaperchild.TakeWatchdogLog(child.Cmd.Process.Pid)
 				require.NoError(t, err, "the watchdog keeps its log when it removed something")
 				require.Contains(t, log, "parent gone; removing the resources of 1 session(s)")
 				require.Contains(t, log, "done: removed 5 resources")
@@ -130,7 +130,7 @@ func testKilledChildren(t *testing.T, bin string) {
 	// A second or two when quiet; the bound is an eighth of the two minutes
 	// a watchdog with something to remove keeps retrying.
 	require.Less(t, wdGone, 15*time.Second, "gone once it found nothing to do")
-	_, err = reaperchild.TakeWatchdogLog(bystander.Cmd.Process.Pid, bystander.Session)
+	_, err = reaperchild.TakeWatchdogLog(bystander.Cmd.Process.Pid)
 	require.Error(t, err, "a watchdog with nothing to do deletes its log")
 	t.Logf("KilledChild took %s", time.Since(began).Round(time.Millisecond))
 }

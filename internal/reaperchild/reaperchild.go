@@ -350,31 +350,22 @@ func psProcesses() []process {
 	return out
 }
 
-// TakeWatchdogLog returns the log the watchdog of the process parent, for
-// session, kept in os.TempDir (a watchdog keeps it only when it removed
-// something or failed) and deletes it. Logs of another session are left
-// alone: a process id is reused, and another run's watchdog may have kept a
-// log under the same parent id.
-func TakeWatchdogLog(parent int, session string) (string, error) {
+// TakeWatchdogLog returns the log the watchdog of the process parent kept in
+// os.TempDir (a watchdog keeps it only when it removed something or failed)
+// and deletes it.
+func TakeWatchdogLog(parent int) (string, error) {
 	paths, err := filepath.Glob(filepath.Join(os.TempDir(), "heph-watchdog-"+strconv.Itoa(parent)+"-*.log"))
 	if err != nil {
 		return "", err
 	}
-	var mine []string
-	var log []byte
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return "", err
-		}
-		if bytes.Contains(b, []byte("watching session "+session+"\n")) {
-			mine, log = append(mine, p), b
-		}
+	if len(paths) != 1 {
+		return "", fmt.Errorf("%d watchdog logs of process %d: %v", len(paths), parent, paths)
 	}
-	if len(mine) != 1 {
-		return "", fmt.Errorf("%d watchdog logs of process %d for session %s: %v (of %v)", len(mine), parent, session, mine, paths)
+	b, err := os.ReadFile(paths[0])
+	if err != nil {
+		return "", err
 	}
-	return string(log), os.Remove(mine[0])
+	return string(b), os.Remove(paths[0])
 }
 
 type syncBuffer struct {
