@@ -496,11 +496,13 @@ func TestIntegrationForHealthCheck(t *testing.T) {
 	})
 	t.Run("never healthy times out with the last check", func(t *testing.T) {
 		o := testenv.Orchestrator(t)
-		// The timeout covers the create and start too: 10 s leaves the
+		// The timeout covers the create and start too: 20 s leaves the
 		// wait several health checks (every 200 ms) even when the suite's
-		// load makes the start take seconds.
+		// load makes the start take seconds, and an inspect on Podman
+		// under load 5 s (seen: the 10 s this test had ran out in the
+		// wait's first inspect, before any check).
 		req := heph.NewContainer(testenv.HealthImage(t)).WithName("sick").WithCmd("-unhealthy").
-			WithStartupTimeout(10 * time.Second).WithWaitStrategy(wait.ForHealthCheck())
+			WithStartupTimeout(20 * time.Second).WithWaitStrategy(wait.ForHealthCheck())
 		t0 := time.Now()
 		_, err := runOn(t, o, req)
 		took := time.Since(t0)

@@ -107,7 +107,7 @@ func TestSSHSparesAreTakenAndRefilled(t *testing.T) {
 	for c := range got {
 		n++
 		echoes(t, c)
-		defer c.Close()
+		t.Cleanup(func() { _ = c.Close() })
 	}
 	require.Equal(t, 10, n)
 	waitSpares(t, s, 2, 0)
