@@ -861,7 +861,21 @@ func TestIntegrationCompose(t *testing.T) {
 		WithExposedPorts("8080", "9000").
 		WithWaitStrategy(wait.All(logLine, tcp, get, box.capture())).Start(t)
 	took := time.Since(t0)
-	log := logsOf(t, c)
+	// The daemon stores a line a moment after the app wrote it: the HTTP
+	// check can pass before "listening http" is in the stored log (seen
+	// under load). Await the three lines rather than read the log once.
+	var log string
+	var mu sync.Mutex // Eventually calls the condition on its own goroutine
+	require.Eventually(t, func() bool {
+		l, err := readLogs(c)
+		mu.Lock()
+		defer mu.Unlock()
+		log = l
+		return err == nil && len(appStamps(l, "booting")) > 0 && len(appStamps(l, "testapp: listening tcp ")) > 0 &&
+			len(appStamps(l, "testapp: listening http ")) > 0
+	}, 30*time.Second, 20*time.Millisecond, "the stored log never held the three lines the strategies waited for")
+	mu.Lock()
+	defer mu.Unlock()
 	t.Logf("Start with All(ForLog, ForListeningPort, ForFunc.WithRetry) took %v", took)
 	for _, x := range []struct {
 		s  stamped
