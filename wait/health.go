@@ -59,7 +59,20 @@ func (s HealthStrategy) Wait(ctx context.Context, t Target) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	var last error // the last health status seen, with its output
+	var last error    // the last health status seen, with its output
+	var output string // the output of the last check seen in a state
+	// describe is the status with the last check's output seen so far: an
+	// event may come before the state shows its check (Podman, where heph
+	// runs the checks and reports the status itself, writes the log after).
+	describe := func(st State) error {
+		if n := len(st.HealthLog); n > 0 {
+			output = snippet([]byte(strings.TrimSpace(st.HealthLog[n-1])))
+		}
+		if output == "" {
+			return fmt.Errorf("health is %s", st.Health)
+		}
+		return fmt.Errorf("health is %s: last check: %s", st.Health, output)
+	}
 	err := poll(ctx, pollMaxInterval, func(ctx context.Context) error {
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -78,7 +91,7 @@ func (s HealthStrategy) Wait(ctx context.Context, t Target) error {
 		case "healthy":
 			return nil
 		}
-		last = healthError(st)
+		last = describe(st)
 		for {
 			select {
 			case <-ctx.Done():
@@ -90,11 +103,15 @@ func (s HealthStrategy) Wait(ctx context.Context, t Target) error {
 				case h == "healthy":
 					return nil
 				}
-				if st, err := t.State(sctx); err == nil && st.Health == h {
-					last = healthError(st)
-				} else {
-					last = fmt.Errorf("health is %s", h)
+				// The state is newer than the event: its status wins.
+				st, err := t.State(sctx)
+				switch {
+				case err != nil || st.Health == "":
+					st = State{Health: h}
+				case st.Health == "healthy":
+					return nil
 				}
+				last = describe(st)
 			}
 		}
 	})
@@ -103,12 +120,4 @@ func (s HealthStrategy) Wait(ctx context.Context, t Target) error {
 		return stopped(ctx, last)
 	}
 	return err
-}
-
-// healthError describes a container that is not healthy.
-func healthError(st State) error {
-	if n := len(st.HealthLog); n > 0 {
-		return fmt.Errorf("health is %s: last check: %s", st.Health, snippet([]byte(strings.TrimSpace(st.HealthLog[n-1]))))
-	}
-	return fmt.Errorf("health is %s", st.Health)
 }

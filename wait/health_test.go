@@ -2,6 +2,7 @@ package wait_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +50,32 @@ func TestForHealthCheck(t *testing.T) {
 		we := requireTimeout(t, err, s, `health is unhealthy: last check: "dial tcp :5432: connection refused"`)
 		require.Contains(t, err.Error(), `state: running, health unhealthy (last check: "dial tcp :5432: connection refused")`)
 		require.Equal(t, "unhealthy", we.State.Health)
+	})
+	t.Run("an event ahead of the state keeps the last check's output", func(t *testing.T) {
+		t.Parallel()
+		// Podman: heph reports the status of a check it ran as an event,
+		// and the state read just after may not show that check yet (no
+		// log, or another status). The error still quotes the last output
+		// seen, with the newest status.
+		tg := waittest.New()
+		tg.SetHealth("starting", "stat /tmp/healthy: no such file or directory")
+		var lagging atomic.Bool
+		tg.SetStateFunc(func(context.Context) (wait.State, error) {
+			if lagging.Load() {
+				return wait.State{Status: "running", Running: true, Health: "starting"}, nil
+			}
+			return wait.State{Status: "running", Running: true, Health: "starting",
+				HealthLog: []string{"stat /tmp/healthy: no such file or directory"}}, nil
+		})
+		after(t, 10*time.Millisecond, func() {
+			lagging.Store(true)
+			tg.SetHealth("unhealthy")
+		})
+		s := wait.ForHealthCheck()
+		_, err := runTimed(t, shortTimeout, s, tg)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.ErrorContains(t, err, `last error: health is starting: last check: "stat /tmp/healthy: no such file or directory"`)
+		require.GreaterOrEqual(t, tg.Calls(waittest.MethodState), 2, "the event was followed by a look at the state")
 	})
 	t.Run("subscription failures are retried", func(t *testing.T) {
 		t.Parallel()

@@ -33,6 +33,8 @@ import (
 type Client struct {
 	cli   *client.Client
 	fixed bool // the API version is fixed: do not negotiate
+	// spares are the ssh connections started ahead of need (ssh:// only).
+	spares *sshSpares
 
 	kindOnce sync.Once
 	kind     string // Kind of the daemon, asked once when needed; "" when it did not say
@@ -116,7 +118,12 @@ func (c *Client) Ping(ctx context.Context) error {
 func (c *Client) APIVersion() string { return c.cli.ClientVersion() }
 
 // Close implements API.
-func (c *Client) Close() error { return c.cli.Close() }
+func (c *Client) Close() error {
+	if c.spares != nil {
+		_ = c.spares.Close()
+	}
+	return c.cli.Close()
+}
 
 // Version implements API.
 func (c *Client) Version(ctx context.Context) (Version, error) {

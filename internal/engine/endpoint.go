@@ -108,22 +108,35 @@ func insecureTLSConfig(certFile, keyFile string) (*tls.Config, error) {
 
 // Dial returns a client for the endpoint. It makes no call to the daemon:
 // Ping does.
+// Over ssh:// it keeps sshSpareConns connections started ahead of need
+// (see sshSpares), which its Close ends.
 func Dial(e Endpoint) (*Client, error) {
-	cli, err := SDKClient(e)
+	var spares *sshSpares
+	if e.IsSSH() {
+		args, err := SSHArgs(e.Host)
+		if err != nil {
+			return nil, err
+		}
+		spares = newSSHSpares(args, sshSpareConns, sshSpareIdle)
+	}
+	cli, err := sdkClient(e, spares)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{cli: cli, fixed: e.APIVersion != ""}, nil
+	return &Client{cli: cli, fixed: e.APIVersion != "", spares: spares}, nil
 }
 
 // SDKClient returns the moby SDK's client for the endpoint, ssh:// included,
 // for what talks to the daemon behind heph's back (the integration tests'
-// own checks). It makes no call to the daemon.
-func SDKClient(e Endpoint) (*client.Client, error) {
+// own checks). It makes no call to the daemon. Over ssh:// it keeps no
+// spare connections: the SDK client's Close could not end them.
+func SDKClient(e Endpoint) (*client.Client, error) { return sdkClient(e, nil) }
+
+func sdkClient(e Endpoint, spares *sshSpares) (*client.Client, error) {
 	var opts []client.Opt
 	var err error
 	if e.IsSSH() {
-		opts, err = sshOptions(e)
+		opts, err = sshOptions(e, spares)
 	} else {
 		opts, err = e.clientOptions()
 	}
@@ -143,14 +156,19 @@ func (e Endpoint) IsSSH() bool { return strings.HasPrefix(strings.ToLower(e.Host
 // sshOptions are the options of a client whose connections are each an ssh process
 // running `docker system dial-stdio` on the remote host, as the docker CLI
 // does. Idle connections are kept (an ssh handshake costs tens of
-// milliseconds to seconds), up to sshIdleConns.
-func sshOptions(e Endpoint) ([]client.Opt, error) {
+// milliseconds to seconds), up to sshIdleConns. With spares, a new
+// connection is taken from them.
+func sshOptions(e Endpoint, spares *sshSpares) ([]client.Opt, error) {
 	args, err := SSHArgs(e.Host)
 	if err != nil {
 		return nil, err
 	}
+	dial := sshDialer(args)
+	if spares != nil {
+		dial = spares.dial
+	}
 	tr := &http.Transport{
-		DialContext:         sshDialer(args),
+		DialContext:         dial,
 		MaxIdleConns:        sshIdleConns,
 		MaxIdleConnsPerHost: sshIdleConns,
 		IdleConnTimeout:     90 * time.Second,
@@ -159,7 +177,7 @@ func sshOptions(e Endpoint) ([]client.Opt, error) {
 		client.WithHTTPClient(&http.Client{Transport: tr, CheckRedirect: client.CheckRedirect}),
 		// The address is only a name for HTTP: the dialer ignores it.
 		client.WithHost("http://docker.example.com"),
-		client.WithDialContext(sshDialer(args)),
+		client.WithDialContext(dial),
 	}
 	if e.APIVersion != "" {
 		opts = append(opts, client.WithAPIVersion(e.APIVersion))

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,7 +14,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,4 +255,51 @@ func TestSSHDialsThroughACommand(t *testing.T) {
 	calls, rerr := os.ReadFile(filepath.Join(dir, "calls"))
 	require.NoError(t, rerr)
 	require.Contains(t, string(calls), "-l me -p 2222 -- box docker system dial-stdio")
+}
+
+// TestSSHClientCloseLeavesNoSSHProcess: over ssh:// a client keeps spare
+// connections (ssh processes started ahead of need); after Close none of
+// the ssh processes it started still runs. The fake ssh records its pid and
+// then waits without answering, as a slow remote would.
+func TestSSHClientCloseLeavesNoSSHProcess(t *testing.T) {
+	dir := t.TempDir()
+	pids := filepath.Join(dir, "pids")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ssh"), []byte("#!/bin/sh\necho $$ >> "+pids+"\nexec sleep 300\n"), 0o755))
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	c, err := engine.Dial(engine.Endpoint{Host: "ssh://me@box"})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	require.Error(t, c.Ping(ctx), "the fake never answers")
+	// The ping's own connection and two spares.
+	require.Eventually(t, func() bool {
+		return len(readPids(t, pids)) >= 3
+	}, 20*time.Second, 10*time.Millisecond, "the client did not start its spares")
+	require.NoError(t, c.Close())
+	n := len(readPids(t, pids))
+	require.Eventually(t, func() bool {
+		for _, pid := range readPids(t, pids) {
+			if syscall.Kill(pid, 0) == nil {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 10*time.Millisecond, "an ssh process still runs after Close")
+	require.Len(t, readPids(t, pids), n, "no process started after Close")
+}
+
+func readPids(t *testing.T, file string) []int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	require.NoError(t, err)
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		pid, err := strconv.Atoi(f)
+		require.NoError(t, err)
+		pids = append(pids, pid)
+	}
+	return pids
 }
