@@ -454,21 +454,19 @@ func TestConcurrentStartsWithPolicyAlwaysShareOnePull(t *testing.T) {
 	o := imagesOrchestrator(t, p, nil)
 
 	const callers = 3
-	joined := make(chan struct{}, callers)
 	errs := make(chan error, callers)
 	for range callers {
 		go func() {
-			ctx := &doneProbe{Context: context.Background(), joined: joined}
-			c, err := o.CreateContainer(ctx, ContainerConfig{Image: "app:1", PullPolicy: PullPolicy{Always: true}})
+			c, err := o.CreateContainer(context.Background(), ContainerConfig{Image: "app:1", PullPolicy: PullPolicy{Always: true}})
 			if c != nil {
 				err = errors.Join(err, c.Terminate(context.Background()))
 			}
 			errs <- err
 		}()
 	}
-	for range callers {
-		<-joined // every caller waits on the pull
-	}
+	// Every caller waits on the pull (the image's inspect comes first, so a
+	// context that reports its first Done call would tell too early).
+	require.Eventually(t, func() bool { return o.jobs.Waiting() == callers }, 10*time.Second, time.Millisecond)
 	close(release)
 	for range callers {
 		require.NoError(t, <-errs)

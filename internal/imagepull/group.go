@@ -104,3 +104,14 @@ func (g *Group) Running() int {
 	defer g.mu.Unlock()
 	return len(g.calls)
 }
+
+// Waiting returns how many callers wait for the jobs that run now.
+func (g *Group) Waiting() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, c := range g.calls {
+		n += c.waiters
+	}
+	return n
+}
