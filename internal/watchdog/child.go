@@ -9,7 +9,6 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -180,10 +179,10 @@ func awaitPending(ctx context.Context, api engine.API, cmds Commands, seen []ses
 	start := time.Now()
 	for len(left) > 0 {
 		if time.Since(start) > PendingGrace {
-			logf("%d pending create(s) did not show up within %s: %s", len(left), PendingGrace, strings.Join(sortedNames(left), ", "))
+			logf("%d pending create(s) did not show up within %s: %s", len(left), PendingGrace, strings.Join(sortedKeys(left), ", "))
 			return removed, kept, err
 		}
-		logf("waiting for %d pending create(s) to show up: %s", len(left), strings.Join(sortedNames(left), ", "))
+		logf("waiting for %d pending create(s) to show up: %s", len(left), strings.Join(sortedKeys(left), ", "))
 		if serr := retry.Sleep(ctx, pendingPoll); serr != nil {
 			return removed, kept, serr
 		}
@@ -194,15 +193,6 @@ func awaitPending(ctx context.Context, api engine.API, cmds Commands, seen []ses
 		note(k)
 	}
 	return removed, kept, err
-}
-
-func sortedNames(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // expireShared runs shared.Expiry.AfterParent for the keys the parent held
